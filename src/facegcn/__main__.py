@@ -1,0 +1,5 @@
+import sys
+
+from facegcn.cli import main
+
+sys.exit(main())

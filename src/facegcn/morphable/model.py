@@ -1,0 +1,206 @@
+"""The morphable model: one ``nn.Module`` with buffers, batch-first, used by every later stage.
+
+Geometry is in decimetres (the unit of Deep3DFaceRecon's BFM_model_front.mat, so its camera —
+distance 10, focal 1015 at 224² — applies unchanged); the mean shape is centred at the origin,
+y up, the face looking down +z. Colours (albedo) are floats in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from facegcn.morphable.layout import CoeffLayout, Coefficients
+
+
+@dataclass(frozen=True)
+class FaceMesh:
+    """A batch of face meshes in model space (before the rigid transform)."""
+
+    vertices: torch.Tensor  # (B, V, 3) decimetres
+    normals: torch.Tensor  # (B, V, 3) unit
+    albedo: torch.Tensor  # (B, V, 3) in [0, 1] (unclamped during optimisation)
+    faces: torch.Tensor  # (F, 3) int64
+
+
+def vertex_face_table(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(V, D) table of the triangles adjacent to each vertex, padded with F (a dummy zero normal)."""
+    faces = np.asarray(faces, np.int64)
+    F = len(faces)
+    vid = faces.reshape(-1)
+    fid = np.repeat(np.arange(F), 3)
+    order = np.argsort(vid, kind="stable")
+    vid, fid = vid[order], fid[order]
+    counts = np.bincount(vid, minlength=n_vertices)
+    D = max(int(counts.max()) if len(counts) else 1, 1)
+    table = np.full((n_vertices, D), F, np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    pos = np.arange(len(vid)) - starts[vid]
+    table[vid, pos] = fid
+    return table
+
+
+@dataclass
+class ModelData:
+    """Plain numpy arrays a loader produces (decimetres, [0,1] colours, 0-based indices)."""
+
+    name: str
+    mean_shape: np.ndarray  # (V, 3)
+    id_basis: np.ndarray  # (3V, n_id), row 3*v + axis
+    exp_basis: np.ndarray  # (3V, n_exp)
+    mean_albedo: np.ndarray  # (V, 3)
+    albedo_basis: np.ndarray  # (3V, n_tex)
+    faces: np.ndarray  # (F, 3)
+    landmarks68: np.ndarray  # (68,)
+    regions: dict[str, np.ndarray] = field(default_factory=dict)
+    uv: np.ndarray | None = None  # (T, 2) in [0, 1], v up (OBJ convention)
+    faces_uv: np.ndarray | None = None  # (F, 3) into uv
+    exp_names: list[str] | None = None
+    skin_weight: np.ndarray | None = None  # (V,) in [0, 1]
+    info: dict[str, str] = field(default_factory=dict)
+    recenter: bool = True
+
+
+class MorphableModel(nn.Module):
+    """Linear 3DMM: S = S̄ + B_id α + B_exp β,  T = T̄ + B_tex δ."""
+
+    def __init__(self, data: ModelData):
+        super().__init__()
+        V = data.mean_shape.shape[0]
+        self.name = data.name
+        self.info = dict(data.info)
+        self.exp_names = list(data.exp_names) if data.exp_names is not None else None
+        mean = np.asarray(data.mean_shape, np.float32)
+        if data.recenter:
+            mean = mean - mean.mean(0, keepdims=True)
+        _check(data.id_basis.shape == (3 * V, data.id_basis.shape[1]), "identity basis shape")
+        _check(data.exp_basis.shape[0] == 3 * V, "expression basis shape")
+        _check(data.albedo_basis.shape[0] == 3 * V, "albedo basis shape")
+        _check(data.mean_albedo.shape == (V, 3), "mean albedo shape")
+        _check(data.faces.ndim == 2 and data.faces.shape[1] == 3, "faces must be (F, 3)")
+        _check(int(data.faces.min()) >= 0 and int(data.faces.max()) < V, "face indices out of range")
+        _check(data.landmarks68.shape == (68,) and int(data.landmarks68.max()) < V, "68 landmark indices")
+        f32 = lambda a: torch.as_tensor(np.asarray(a, np.float32))  # noqa: E731
+        self.register_buffer("mean_shape", f32(mean))
+        self.register_buffer("id_basis", f32(data.id_basis))
+        self.register_buffer("exp_basis", f32(data.exp_basis))
+        self.register_buffer("mean_albedo", f32(data.mean_albedo))
+        self.register_buffer("albedo_basis", f32(data.albedo_basis))
+        self.register_buffer("faces", torch.as_tensor(np.asarray(data.faces, np.int64)))
+        self.register_buffer("landmark_idx", torch.as_tensor(np.asarray(data.landmarks68, np.int64)))
+        self.register_buffer("point_buf", torch.as_tensor(vertex_face_table(data.faces, V)))
+        skin = data.skin_weight
+        if skin is None:
+            skin = np.zeros(V, np.float32)
+            if "skin" in data.regions:
+                skin[np.asarray(data.regions["skin"], np.int64)] = 1.0
+            else:
+                skin[:] = 1.0
+        self.register_buffer("skin_weight", f32(skin))
+        self.region_names = sorted(data.regions)
+        for k, v in data.regions.items():
+            self.register_buffer(f"region_{k}", torch.as_tensor(np.asarray(v, np.int64)), persistent=False)
+        if data.uv is not None and data.faces_uv is not None:
+            self.register_buffer("uv", f32(data.uv))
+            self.register_buffer("faces_uv", torch.as_tensor(np.asarray(data.faces_uv, np.int64)))
+        else:
+            self.uv = None
+            self.faces_uv = None
+        self.layout = CoeffLayout(
+            id=self.id_basis.shape[1], exp=self.exp_basis.shape[1], tex=self.albedo_basis.shape[1]
+        )
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def n_vertices(self) -> int:
+        return self.mean_shape.shape[0]
+
+    @property
+    def n_faces(self) -> int:
+        return self.faces.shape[0]
+
+    @property
+    def has_uv(self) -> bool:
+        return self.uv is not None
+
+    def region(self, name: str) -> torch.Tensor:
+        if name not in self.region_names:
+            raise KeyError(f"model {self.name!r} has no region {name!r} (has {self.region_names})")
+        return getattr(self, f"region_{name}")
+
+    # ------------------------------------------------------------- geometry
+    def shape(self, id_coeff: torch.Tensor, exp_coeff: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, n_id), (B, n_exp) → vertices (B, V, 3) in decimetres."""
+        offs = id_coeff @ self.id_basis.T
+        if exp_coeff is not None:
+            offs = offs + exp_coeff @ self.exp_basis.T
+        return self.mean_shape.unsqueeze(0) + offs.view(id_coeff.shape[0], -1, 3)
+
+    def albedo(self, tex_coeff: torch.Tensor) -> torch.Tensor:
+        """(B, n_tex) → per-vertex albedo (B, V, 3) in [0, 1] (not clamped)."""
+        offs = tex_coeff @ self.albedo_basis.T
+        return self.mean_albedo.unsqueeze(0) + offs.view(tex_coeff.shape[0], -1, 3)
+
+    def face_normals(self, verts: torch.Tensor) -> torch.Tensor:
+        f = self.faces
+        v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+        return torch.cross(v1 - v0, v2 - v0, dim=-1)  # area-weighted (not normalised)
+
+    def vertex_normals(self, verts: torch.Tensor) -> torch.Tensor:
+        """Area-weighted average of adjacent face normals, unit length; (B, V, 3)."""
+        fn = self.face_normals(verts)
+        fn = torch.cat([fn, fn.new_zeros(fn.shape[0], 1, 3)], dim=1)
+        vn = fn[:, self.point_buf].sum(dim=2)
+        return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
+
+    def landmarks(self, verts: torch.Tensor) -> torch.Tensor:
+        """(B, V, D) → (B, 68, D): works on 3-D vertices and on projected 2-D points."""
+        return verts[:, self.landmark_idx]
+
+    # ---------------------------------------------------------- coefficients
+    def split(self, coeffs: torch.Tensor) -> Coefficients:
+        return self.layout.split(coeffs)
+
+    def join(self, c: Coefficients) -> torch.Tensor:
+        return self.layout.join(c)
+
+    def forward(self, c: Coefficients | torch.Tensor) -> FaceMesh:
+        if isinstance(c, torch.Tensor):
+            c = self.split(c)
+        verts = self.shape(c.id, c.exp)
+        return FaceMesh(verts, self.vertex_normals(verts), self.albedo(c.tex), self.faces)
+
+    def mirror_index(self) -> torch.Tensor:
+        """Index of each vertex's left/right mirror (x → −x) on the mean shape (nearest vertex)."""
+        from scipy.spatial import cKDTree
+
+        v = self.mean_shape.detach().cpu().numpy()
+        m = v * np.array([-1.0, 1.0, 1.0], np.float32)
+        _, idx = cKDTree(v).query(m)
+        return torch.as_tensor(idx, dtype=torch.long, device=self.mean_shape.device)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "vertices": self.n_vertices,
+            "triangles": self.n_faces,
+            "identity_components": self.layout.id,
+            "expression_components": self.layout.exp,
+            "albedo_components": self.layout.tex,
+            "coefficients": self.layout.total,
+            "landmarks": int(self.landmark_idx.numel()),
+            "uv": bool(self.has_uv),
+            "regions": {k: int(self.region(k).numel()) for k in self.region_names},
+            "units": "decimetres",
+            **self.info,
+        }
+
+
+def _check(ok: bool, what: str) -> None:
+    if not ok:
+        from facegcn.errors import ModelFileError
+
+        raise ModelFileError(f"invalid morphable model: {what}")

@@ -1,0 +1,105 @@
+"""Mesh-file round trips. Reference reader: trimesh (an independent parser) where possible."""
+
+import os
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from facegcn.errors import OutputError
+from facegcn.io.atomic import atomic_open, atomic_write_text
+from facegcn.io.mesh import read_glb, read_obj, read_ply, write_glb, write_obj, write_ply
+from facegcn.morphable import load_model
+
+
+@pytest.fixture(scope="module")
+def face():
+    m = load_model("ict")
+    g = np.random.default_rng(0)
+    cols = g.uniform(0, 1, (m.n_vertices, 3))
+    tex = (g.uniform(0, 255, (64, 96, 3))).astype(np.uint8)
+    return m, cols, tex
+
+
+def test_obj_textured_round_trip(tmp_path, face):
+    m, cols, tex = face
+    p = write_obj(tmp_path / "f.obj", m.mean_shape, m.faces, uv=m.uv, faces_uv=m.faces_uv, texture=tex)
+    assert (tmp_path / "f.mtl").exists() and (tmp_path / "f.png").exists()
+    r = read_obj(p)
+    np.testing.assert_allclose(r.vertices, m.mean_shape.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(r.faces, m.faces.numpy())
+    np.testing.assert_allclose(r.uv, m.uv.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(r.faces_uv, m.faces_uv.numpy())
+    np.testing.assert_array_equal(r.texture, tex)
+    # independent reader: trimesh sees the texture and UVs
+    tm = trimesh.load(p, process=False, force="mesh")
+    assert isinstance(tm.visual, trimesh.visual.TextureVisuals)
+    assert tm.visual.material.image.size == (96, 64)
+
+
+def test_obj_vertex_colour_round_trip(tmp_path, face):
+    m, cols, _ = face
+    p = write_obj(tmp_path / "c.obj", m.mean_shape, m.faces, vertex_colors=cols)
+    r = read_obj(p)
+    np.testing.assert_allclose(r.vertex_colors, cols, atol=1e-4)
+    tm = trimesh.load(p, process=False)
+    np.testing.assert_allclose(tm.visual.vertex_colors[:, :3] / 255.0, cols, atol=1 / 255 + 1e-6)
+
+
+def test_ply_round_trip_with_trimesh(tmp_path, face):
+    m, cols, _ = face
+    p = write_ply(tmp_path / "f.ply", m.mean_shape, m.faces, vertex_colors=cols, normals=m.vertex_normals(m.mean_shape[None])[0])
+    r = read_ply(p)
+    np.testing.assert_allclose(r.vertices, m.mean_shape.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(r.faces, m.faces.numpy())
+    np.testing.assert_allclose(r.vertex_colors, np.round(cols * 255) / 255, atol=1e-9)
+
+
+def test_glb_textured_round_trip(tmp_path, face):
+    m, _, tex = face
+    p = write_glb(tmp_path / "f.glb", m.mean_shape, m.faces, uv=m.uv, faces_uv=m.faces_uv, texture=tex)
+    g = read_glb(p)
+    assert isinstance(g.visual, trimesh.visual.TextureVisuals)
+    img = np.asarray(g.visual.material.baseColorTexture.convert("RGB"))
+    np.testing.assert_array_equal(img, tex)
+    # every (vertex, uv) corner of the source maps to a glTF vertex with the same position and uv
+    f, ft = m.faces.numpy(), m.faces_uv.numpy()
+    pos = g.vertices[g.faces]  # (F, 3, 3)
+    np.testing.assert_allclose(pos, m.mean_shape.numpy()[f], atol=1e-6)
+    np.testing.assert_allclose(g.visual.uv[g.faces], m.uv.numpy()[ft], atol=1e-6)
+
+
+def test_glb_vertex_colours(tmp_path, face):
+    m, cols, _ = face
+    p = write_glb(tmp_path / "v.glb", m.mean_shape, m.faces, vertex_colors=cols)
+    g = read_glb(p)
+    np.testing.assert_allclose(g.visual.vertex_colors[:, :3] / 255.0, np.round(cols * 255) / 255, atol=1e-9)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    p = tmp_path / "x.txt"
+    atomic_write_text(p, "old")
+    with pytest.raises(RuntimeError):
+        with atomic_open(p, "wb") as fh:
+            fh.write(b"partial new content")
+            raise RuntimeError("killed mid-write")
+    assert p.read_text() == "old"
+    assert os.listdir(tmp_path) == ["x.txt"]  # no temp files left
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_read_only_dir(tmp_path):
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    with pytest.raises(OutputError):
+        atomic_write_text(d / "y.txt", "x")
+
+
+def test_unwritable_target_gives_output_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("I am a file, not a folder")
+    with pytest.raises(OutputError) as ei:
+        atomic_write_text(blocker / "sub" / "y.txt", "x")
+    assert "\n" not in str(ei.value)
