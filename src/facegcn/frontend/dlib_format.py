@@ -254,8 +254,8 @@ def _read_net(r: _Reader, layers: list[tuple], out: DlibResNetWeights) -> None:
         r.bool()
     r.tensor()  # x_grad
     r.tensor()  # cached_output
-    if rest is not None and (v == 2 or not rest):
-        r.tensor()  # params_grad (add_layer v2) / grad_final (input add_layer)
+    if not rest or v == 2:
+        r.tensor()  # grad_final (add_layer over the input) / params_grad (add_layer version 2)
     if not rest and v == 3:
         r.int()  # _sample_expansion_factor
 

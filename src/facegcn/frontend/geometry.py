@@ -62,20 +62,3 @@ def apply_affine(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
     pts = np.asarray(pts, np.float64)
     return pts @ np.asarray(m, np.float64)[:, :2].T + np.asarray(m, np.float64)[:, 2]
 
-
-def affine_grid_pixels(m_out_to_in, out_hw: tuple[int, int], in_hw: tuple[int, int], *, dtype=None, device=None):
-    """A ``grid_sample`` grid (1,H,W,2) that samples the input at ``m_out_to_in(x_out, y_out)``,
-    pixel-centre convention (use with ``align_corners=True``)."""
-    import torch
-
-    m = torch.as_tensor(np.asarray(m_out_to_in, np.float64), dtype=dtype or torch.float32, device=device)
-    h, w = out_hw
-    hi, wi = in_hw
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=m.dtype, device=device), torch.arange(w, dtype=m.dtype, device=device), indexing="ij"
-    )
-    x_in = m[0, 0] * xs + m[0, 1] * ys + m[0, 2]
-    y_in = m[1, 0] * xs + m[1, 1] * ys + m[1, 2]
-    gx = 2.0 * x_in / max(wi - 1, 1) - 1.0
-    gy = 2.0 * y_in / max(hi - 1, 1) - 1.0
-    return torch.stack([gx, gy], dim=-1)[None]

@@ -1,0 +1,182 @@
+"""``observe(photo)``: everything the losses need to know about a photo, per face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from facegcn.errors import ConfigError, InputError, NoFaceError
+from facegcn.frontend.align import (
+    ALIGNED_SIZE,
+    Alignment,
+    align_photo,
+    estimate_alignment,
+    five_from_68,
+    photo_coverage,
+)
+from facegcn.frontend.detect import (
+    Candidate,
+    DetectorConfig,
+    dlib_rect_from_box,
+    dlib_rect_from_points5,
+    find_faces,
+    shape_points,
+)
+from facegcn.frontend.geometry import compose_affine
+from facegcn.frontend.mask import FaceSegmenter, LandmarkSkinSegmenter
+from facegcn.io.image import Photo, load_image
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Options of :func:`observe`.
+
+    ``rotate``: fit the in-plane rotation in the alignment (False = scale + translation only, as
+    Deep3DFaceRecon). ``identity``: "port" (the PyTorch port on dlib's chip, default), "dlib"
+    (dlib's own ``compute_face_descriptor``) or None (skip; ``identity`` is then all-NaN).
+    ``segmenter``: any :class:`FaceSegmenter` (default :class:`LandmarkSkinSegmenter`)."""
+
+    detection: DetectorConfig = field(default_factory=DetectorConfig)
+    rotate: bool = True
+    identity: str | None = "port"
+    segmenter: FaceSegmenter | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class FaceObservation:
+    """One face of a photo. Coordinates are (x, y) pixels, pixel centres at integers.
+
+    Tensors (torch): ``image`` (3,224,224) float32 in [0,1] — the aligned crop (black outside the
+    photo); ``labels`` (224,224) int64 region ids (0 background, 1 skin, 2 brows, 3 eyes, 4 nose,
+    5 mouth); ``skin_weight`` (224,224) float32 in [0,1]; ``face_mask`` (224,224) bool = labels>0;
+    ``identity`` (128,) float32 dlib descriptor of the photo (computed the dlib way: 5-point shape
+    predictor, 150² chip with padding 0.25, ResNet).
+
+    Arrays (numpy float64): ``transform`` (2,3) similarity photo → aligned and ``transform_inv``
+    aligned → photo; ``landmarks`` (68,2) in the aligned crop, ``landmarks_photo`` (68,2) in the
+    photo; ``points5``/``points5_photo`` the 5 alignment points (eye centres, nose tip, mouth
+    corners); ``box`` (4,) x1,y1,x2,y2 in the photo; ``chip_transform`` (2,3) maps identity-chip
+    pixels → aligned pixels (for :func:`facegcn.frontend.identity.chip_from_aligned`).
+    ``score``: face probability in [0,1]; ``detector_score``: the detector's raw score."""
+
+    image: torch.Tensor
+    transform: np.ndarray
+    transform_inv: np.ndarray
+    landmarks: np.ndarray
+    landmarks_photo: np.ndarray
+    points5: np.ndarray
+    points5_photo: np.ndarray
+    box: np.ndarray
+    score: float
+    detector_score: float
+    detector: str
+    labels: torch.Tensor
+    skin_weight: torch.Tensor
+    face_mask: torch.Tensor
+    identity: torch.Tensor
+    chip_transform: np.ndarray
+    photo_size: tuple[int, int]  # (width, height)
+
+    @property
+    def alignment(self) -> Alignment:
+        return Alignment(self.transform, self.transform_inv, ALIGNED_SIZE)
+
+
+def _identity(pixels: np.ndarray, rect, mode: str | None) -> tuple[torch.Tensor, np.ndarray]:
+    from facegcn.frontend.identity import chip_from_photo, embed, load_identity_net
+
+    pts5 = shape_points(pixels, rect, "sp5")
+    if mode is None:
+        return torch.full((128,), float("nan")), pts5
+    if mode == "dlib":
+        import dlib
+
+        from facegcn.frontend.detect import _get
+        from facegcn.frontend.models import RESNET, dlib_model_path
+
+        rec = _DLIB_REC.get("net")
+        if rec is None:
+            rec = _DLIB_REC.setdefault("net", dlib.face_recognition_model_v1(str(dlib_model_path(RESNET))))
+        shape = _get("sp5")(pixels, rect)
+        return torch.tensor(np.asarray(rec.compute_face_descriptor(pixels, shape)), dtype=torch.float32), pts5
+    if mode != "port":
+        raise ConfigError(f"unknown identity mode {mode!r} (choose 'port', 'dlib' or None)")
+    chip = chip_from_photo(pixels, pts5)
+    with torch.no_grad():
+        return embed(chip, load_identity_net())[0].float(), pts5
+
+
+_DLIB_REC: dict[str, object] = {}
+
+
+def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObservation:
+    from facegcn.frontend.identity import face_chip_transform
+
+    px = photo.pixels
+    if cand.detector == "mtcnn":
+        assert cand.points5 is not None
+        rect = dlib_rect_from_points5(cand.points5)
+        lm = shape_points(px, rect)
+        rect = dlib_rect_from_points5(five_from_68(lm))  # one refinement with the 68-derived points
+        lm = shape_points(px, rect)
+        p5 = np.asarray(cand.points5, np.float64)
+    else:
+        rect = dlib_rect_from_box(cand.box)
+        lm = shape_points(px, rect)
+        p5 = five_from_68(lm)
+    al = estimate_alignment(p5, rotation=cfg.rotate)
+    image = align_photo(px, al)
+    lm_al = al.to_aligned(lm)
+    valid = photo_coverage(px.shape[:2], al)
+    img_u8 = (image.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    seg = (cfg.segmenter or LandmarkSkinSegmenter()).segment(img_u8, lm_al, valid=valid)
+    labels = np.where(valid, seg.labels, 0).astype(np.int64)
+    skin_w = np.where(valid, seg.skin_weight, 0.0).astype(np.float32)
+    identity, pts5_sp = _identity(px, rect, cfg.identity)
+    chip_tf = compose_affine(al.matrix, face_chip_transform(pts5_sp))
+    return FaceObservation(
+        image=image.contiguous(),
+        transform=al.matrix,
+        transform_inv=al.inverse,
+        landmarks=lm_al,
+        landmarks_photo=lm,
+        points5=al.to_aligned(p5),
+        points5_photo=p5,
+        box=np.asarray(cand.box, np.float64),
+        score=float(cand.confidence),
+        detector_score=float(cand.detector_score),
+        detector=cand.detector,
+        labels=torch.from_numpy(labels),
+        skin_weight=torch.from_numpy(skin_w),
+        face_mask=torch.from_numpy(labels > 0),
+        identity=identity,
+        chip_transform=chip_tf,
+        photo_size=photo.size,
+    )
+
+
+def observe(
+    photo, *, detector: str = "dlib", all_faces: bool = False, config: FrontendConfig | None = None
+) -> list[FaceObservation]:
+    """Detect, align, landmark, segment and embed the face(s) of ``photo``.
+
+    ``photo``: a :class:`~facegcn.io.image.Photo`, a path or a numpy array (see ``load_image``).
+    ``detector``: "dlib" (HOG + 68-point predictor, default) or "mtcnn" (its 5 points align the
+    face; dlib's predictor still gives the 68 landmarks). Returns the best face only, or every
+    face with ``all_faces=True``, best first. Raises NoFaceError when none is found."""
+    cfg = config or FrontendConfig()
+    if detector not in ("dlib", "mtcnn"):
+        raise ConfigError(f"unknown detector {detector!r} (choose 'dlib' or 'mtcnn')")
+    if not isinstance(photo, Photo):
+        photo = load_image(photo)
+    if not isinstance(photo, Photo):  # pragma: no cover
+        raise InputError("observe needs a Photo, a path or an image array")
+    faces, rejected = find_faces(photo.pixels, detector, cfg.detection)
+    if not faces:
+        extra = f" ({rejected} candidate(s) rejected as non-faces)" if rejected else ""
+        raise NoFaceError(f"{photo.name}: no face found by the {detector} detector{extra}")
+    if not all_faces:
+        faces = faces[:1]
+    return [_observe_one(photo, c, cfg) for c in faces]
