@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # typer/click exits (e.g. --help)
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except Exception as exc:  # click usage errors etc.
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors from typer's (vendored) click
+        show = getattr(exc, "show", None)
+        code = getattr(exc, "exit_code", None)
+        if callable(show) and isinstance(code, int):
+            print(f"error: {exc.format_message() if hasattr(exc, 'format_message') else exc}", file=sys.stderr)
+            return 2 if code == 2 else code
+        if type(exc).__name__ == "Abort":
             print("error: aborted", file=sys.stderr)
             return 1
         raise

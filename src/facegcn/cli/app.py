@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from facegcn.cli import model as model_cmds
@@ -14,15 +16,40 @@ app = typer.Typer(
 )
 app.add_typer(model_cmds.app, name="model")
 
+MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
+
+
+@app.command()
+def reconstruct(
+    photos: list[Path] = typer.Argument(..., help="Photo file(s)."),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
+    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
+    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
+    all_faces: bool = typer.Option(False, "--all-faces", help="Reconstruct every face, not only the best one."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
+    fmt: str = typer.Option("obj,ply,glb", "--format", help="Comma-separated mesh formats: obj, ply, glb."),
+    texture_size: int = typer.Option(1024, help="UV texture size in pixels."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Reconstruct 3D faces from photos: meshes, coeffs.json, figures and a report per face."""
+    from facegcn.cli.reconstruct import build_config, run
+
+    cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast)
+    run(photos, out, cfg)
+
 
 @app.command()
 def demo(
-    out: str = typer.Option("out/demo", "-o", "--out", help="Output folder."),
+    out: Path = typer.Option(Path("out/demo"), "-o", "--out", help="Output folder."),
+    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps."),
 ) -> None:
-    """Run the main job on the bundled example (writes textured meshes into OUT)."""
+    """Reconstruct the bundled example photo (skimage's public-domain astronaut) into OUT."""
     from facegcn.cli.demo import run_demo
 
-    run_demo(out)
+    run_demo(out, fast=fast)
 
 
 @app.command()

@@ -1,25 +1,33 @@
-"""The README's demo."""
+"""The README's demo: reconstruct skimage's public-domain astronaut photo."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+
+def demo_photo_path(folder: Path) -> Path:
+    """Write skimage.data.astronaut() (public domain, NASA) as a PNG and return its path."""
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    from facegcn.io.atomic import atomic_write_bytes
+
+    p = folder / "astronaut.png"
+    if not p.exists():
+        buf = io.BytesIO()
+        Image.fromarray(data.astronaut()).save(buf, format="PNG")
+        atomic_write_bytes(p, buf.getvalue())
+    return p
 
 
-def run_demo(out: str | Path) -> Path:
-    """Until the reconstruction stages land: export the embedded model's mean face."""
-    from facegcn.io.mesh import write_glb, write_obj, write_ply
-    from facegcn.morphable import load_model
+def run_demo(out: str | Path, fast: bool = False) -> Path:
+    from facegcn.cli.reconstruct import build_config, run
 
     out = Path(out)
-    m = load_model("ict")
-    with torch.no_grad():
-        v = m.mean_shape
-        col = m.mean_albedo.clamp(0, 1)
-        n = m.vertex_normals(v[None])[0]
-    write_obj(out / "mean_face.obj", v, m.faces, vertex_colors=col)
-    write_ply(out / "mean_face.ply", v, m.faces, vertex_colors=col, normals=n)
-    write_glb(out / "mean_face.glb", v, m.faces, vertex_colors=col)
-    print(f"wrote {out}/mean_face.obj, .ply, .glb ({m.n_vertices} vertices, {m.n_faces} triangles)")
+    out.mkdir(parents=True, exist_ok=True)
+    photo = demo_photo_path(out)
+    run([photo], out, build_config(fast=fast))
+    print(f"open {out}/mesh.obj (or mesh.glb) in a 3D viewer; see {out}/figure.png")
     return out

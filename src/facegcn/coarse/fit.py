@@ -1,0 +1,158 @@
+"""Per-image analysis-by-synthesis fitting of the 3DMM (the default coarse path; no weights needed).
+
+Stages (each an Adam loop on the coefficient vector, Tikhonov priors throughout):
+
+0. closed-form rigid initialisation from the 68 landmarks (scale → depth, centroid → x/y);
+1. pose, then pose + identity + expression from the landmarks (jaw-line landmarks down-weighted:
+   they slide along the silhouette);
+2. + SH lighting and albedo with the masked photometric loss (render mask ∩ face mask);
+3. + the identity loss (1 − cosine of dlib-ResNet features of the photo vs the render).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+
+import torch
+from tqdm.auto import tqdm
+
+from facegcn.coarse.losses import CoarseLoss, CoarseWeights
+from facegcn.coarse.synthesis import FaceState, FaceSynthesis
+from facegcn.morphable import Coefficients, MorphableModel
+from facegcn.render import Rendering
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    steps_rigid: int = 60
+    steps_landmark: int = 120
+    steps_photo: int = 120
+    steps_identity: int = 30
+    lr: float = 0.02
+    lr_rigid: float = 0.02
+    identity_every: int = 2  # evaluate the identity term every k-th step of stage 3
+    weights: CoarseWeights = field(default_factory=lambda: CoarseWeights(contour=0.3))
+    progress: bool = False
+
+
+@dataclass
+class CoarseResult:
+    coeffs: Coefficients
+    state: FaceState
+    rendering: Rendering
+    history: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _init_rigid(syn: FaceSynthesis, c: Coefficients, lm: torch.Tensor) -> Coefficients:
+    """Scale/centroid match of the mean face's projected landmarks to the target landmarks."""
+    cam = syn.camera
+    with torch.no_grad():
+        p0 = syn.landmarks_only(c)
+        m = syn.model
+        z = (m.mean_shape[m.landmark_idx][:, 2]).mean()
+        zc = cam.distance - (z + c.trans[:, 2])  # (B,)
+        k = lm.std(dim=1).mean(-1) / p0.std(dim=1).mean(-1).clamp_min(1e-6)
+        zc_new = zc / k
+        tz = c.trans[:, 2] + (zc - zc_new)
+        du = lm.mean(1) - p0.mean(1)
+        tx = c.trans[:, 0] + du[:, 0] * zc_new / cam.fx
+        ty = c.trans[:, 1] - du[:, 1] * zc_new / cam.fy
+    return replace(c, trans=torch.stack([tx, ty, tz], -1))
+
+
+class CoarseFitter:
+    def __init__(self, model: MorphableModel, config: FitConfig | None = None, synthesis: FaceSynthesis | None = None,
+                 identity_net=None):
+        self.model = model
+        self.cfg = config or FitConfig()
+        self.syn = synthesis or FaceSynthesis(model)
+        self.loss = CoarseLoss(self.cfg.weights, model.skin_weight)
+        self.identity_net = identity_net
+        self.box_exp = model.name == "ict"  # ARKit blendshape weights are in [0, 1]
+
+    def _project(self, x: torch.Tensor) -> None:
+        if self.box_exp:
+            s = self.model.layout.slices["exp"]
+            with torch.no_grad():
+                x[:, s].clamp_(0.0, 1.0)
+
+    def fit(
+        self,
+        image: torch.Tensor,
+        landmarks: torch.Tensor,
+        face_mask: torch.Tensor,
+        *,
+        identity: torch.Tensor | None = None,
+        chip_transform=None,
+        init: Coefficients | None = None,
+    ) -> CoarseResult:
+        """image (B,3,224,224) in [0,1]; landmarks (B,68,2) aligned pixels; face_mask (B,1,H,W)."""
+        cfg, m, L = self.cfg, self.model, self.model.layout
+        B = image.shape[0]
+        dev = image.device
+        c0 = init if init is not None else L.zeros(B, device=dev)
+        if init is None:
+            c0 = _init_rigid(self.syn, c0, landmarks)
+        x = L.join(c0).detach().clone().requires_grad_(True)
+        hist: list[dict] = []
+        timings: dict[str, float] = {}
+        sl = L.slices
+        total = cfg.steps_rigid + cfg.steps_landmark + cfg.steps_photo + cfg.steps_identity
+        bar = tqdm(total=total, desc="coarse fit", disable=not cfg.progress, leave=False)
+
+        def run(stage: str, steps: int, free: list[str], use: set[str], lr: float):
+            if steps <= 0:
+                return
+            t0 = time.perf_counter()
+            opt = torch.optim.Adam([x], lr=lr)
+            gmask = torch.zeros(L.total, device=dev)
+            for k in free:
+                gmask[sl[k]] = 1.0
+            for it in range(steps):
+                opt.zero_grad(set_to_none=True)
+                c = L.split(x)
+                kw: dict = {}
+                if use == {"landmark", "reg"}:
+                    kw["lm_pred"] = self.syn.landmarks_only(c)
+                    kw["lm_target"] = landmarks
+                else:
+                    st = self.syn.state(c)
+                    r = self.syn.render(st)
+                    kw.update(lm_pred=st.landmarks, lm_target=landmarks, render=r.image, photo=image,
+                              mask=r.mask * face_mask, albedo=st.albedo)
+                    if "identity" in use and identity is not None and it % cfg.identity_every == 0:
+                        kw["feat_render"] = self._embed(r.image * r.mask + image * (1 - r.mask), chip_transform)
+                        kw["feat_photo"] = identity
+                lt = self.loss(c, use=use, **kw)
+                lt.total.backward()
+                x.grad.mul_(gmask)
+                opt.step()
+                self._project(x)
+                if it % 10 == 0 or it == steps - 1:
+                    hist.append({"stage": stage, "step": it, **lt.scalars()})
+                bar.update(1)
+            timings[stage] = time.perf_counter() - t0
+
+        run("rigid", cfg.steps_rigid, ["angles", "trans"], {"landmark", "reg"}, cfg.lr_rigid)
+        run("landmark", cfg.steps_landmark, ["angles", "trans", "id", "exp"], {"landmark", "reg"}, cfg.lr)
+        all_ = ["angles", "trans", "id", "exp", "tex", "sh"]
+        photo = {"landmark", "photo", "reg", "gamma", "reflectance"}
+        run("photo", cfg.steps_photo, all_, photo, cfg.lr)
+        if identity is not None and cfg.steps_identity > 0:
+            run("identity", cfg.steps_identity, all_, photo | {"identity"}, cfg.lr * 0.5)
+        bar.close()
+        with torch.no_grad():
+            c = L.split(x.detach())
+            st = self.syn.state(c)
+            r = self.syn.render(st)
+        return CoarseResult(c, st, r, hist, timings)
+
+    def _embed(self, img: torch.Tensor, chip_transform) -> torch.Tensor:
+        from facegcn.frontend.identity import canonical_chip_transform, chip_from_aligned, embed, load_identity_net
+
+        if self.identity_net is None:
+            self.identity_net = load_identity_net(device=img.device)
+        ct = chip_transform if chip_transform is not None else canonical_chip_transform()
+        return embed(chip_from_aligned(img.clamp(0, 1), ct), self.identity_net)
