@@ -22,9 +22,9 @@ class FrontendOptions:
 class CoarseOptions:
     steps_rigid: int = 60
     steps_landmark: int = 120
-    steps_photo: int = 120
+    steps_photo: int = 200
     steps_identity: int = 30
-    lr: float = 0.02
+    lr: float = 0.08
     contour_weight: float = 0.3
     identity_weight: float = 0.2
     photo_weight: float = 1.92

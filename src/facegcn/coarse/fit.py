@@ -11,6 +11,7 @@ Stages (each an Adam loop on the coefficient vector, Tikhonov priors throughout)
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -27,9 +28,9 @@ from facegcn.render import Rendering
 class FitConfig:
     steps_rigid: int = 60
     steps_landmark: int = 120
-    steps_photo: int = 120
+    steps_photo: int = 200
     steps_identity: int = 30
-    lr: float = 0.02
+    lr: float = 0.08
     lr_rigid: float = 0.02
     identity_every: int = 2  # evaluate the identity term every k-th step of stage 3
     weights: CoarseWeights = field(default_factory=lambda: CoarseWeights(contour=0.3))
@@ -107,6 +108,8 @@ class CoarseFitter:
                 return
             t0 = time.perf_counter()
             opt = torch.optim.Adam([x], lr=lr)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda i: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(i / max(steps - 1, 1), 1.0))))
             gmask = torch.zeros(L.total, device=dev)
             for k in free:
                 gmask[sl[k]] = 1.0
@@ -129,6 +132,7 @@ class CoarseFitter:
                 lt.total.backward()
                 x.grad.mul_(gmask)
                 opt.step()
+                sched.step()
                 self._project(x)
                 if it % 10 == 0 or it == steps - 1:
                     hist.append({"stage": stage, "step": it, **lt.scalars()})

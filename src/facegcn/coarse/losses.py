@@ -136,3 +136,30 @@ class CoarseLoss:
             terms["reflectance"] = w.reflectance * reflectance_loss(albedo, self.skin_weight)
         total = sum(terms.values()) if terms else torch.zeros(())
         return LossTerms(total, terms)
+
+
+def self_supervised_loss(
+    coeffs_flat: torch.Tensor,
+    synthesis,
+    *,
+    image: torch.Tensor,
+    landmarks: torch.Tensor,
+    face_mask: torch.Tensor,
+    loss: "CoarseLoss",
+    identity: torch.Tensor | None = None,
+    chip_transform=None,
+    embed_fn=None,
+) -> LossTerms:
+    """The regressor's training objective (Deep3DFaceRecon): the fitting losses evaluated on the
+    network's predicted coefficients, rendered through the differentiable renderer."""
+    from facegcn.render import DEFAULT_SH_INIT  # noqa: F401  (documented: sh is relative to it)
+
+    c = synthesis.model.split(coeffs_flat)
+    st = synthesis.state(c)
+    r = synthesis.render(st)
+    kw = dict(lm_pred=st.landmarks, lm_target=landmarks, render=r.image, photo=image,
+              mask=r.mask * face_mask, albedo=st.albedo)
+    if identity is not None and embed_fn is not None:
+        kw["feat_render"] = embed_fn(r.image * r.mask + image * (1 - r.mask), chip_transform)
+        kw["feat_photo"] = identity
+    return loss(c, **kw)

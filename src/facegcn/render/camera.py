@@ -78,7 +78,8 @@ class PerspectiveCamera:
     pixels (integer-centre convention, see module docstring), ``size = (H, W)``, ``distance``
     camera position on +z in world units, ``near``/``far`` clipping depths (camera-space z) used
     by the rasterizer: fragments with depth outside ``[near, far]`` are discarded per pixel, which
-    clips triangles exactly at the near plane.
+    clips triangles exactly at the near plane. (Deep3DFaceRecon's renderer uses ``near=5,
+    far=15``; the defaults here clip less, which only matters for extreme translations.)
     """
 
     focal: float | tuple[float, float] = 1015.0

@@ -1,0 +1,57 @@
+"""Per-image fitting against synthetic ground truth (the ICT model rendered with known
+coefficients) and on the real astronaut photo."""
+
+import numpy as np
+import pytest
+import torch
+
+from facegcn.coarse.fit import CoarseFitter, FitConfig
+from tests.coarse.conftest import random_face
+
+
+def rigid_aligned_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-vertex distance after the best rotation + translation (Kabsch), no scale."""
+    a = a - a.mean(0)
+    b = b - b.mean(0)
+    U, _, Vt = np.linalg.svd(b.T @ a)
+    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
+    return np.linalg.norm(a @ (U @ D @ Vt).T - b, axis=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [2, 4])
+def test_fit_recovers_synthetic_geometry(ict, syn, seed):
+    gt = random_face(ict, seed)
+    with torch.no_grad():
+        st = syn.state(gt)
+        r = syn.render(st, background=torch.tensor([0.3, 0.5, 0.4]))
+    res = CoarseFitter(ict, FitConfig(steps_identity=0), synthesis=syn).fit(r.image, st.landmarks, r.mask)
+    front = ict.region("front").numpy()
+    truth = ict.shape(gt.id, gt.exp)[0].numpy()[front]
+    got = ict.shape(res.coeffs.id, res.coeffs.exp)[0].numpy()[front]
+    err_mm = rigid_aligned_error(got, truth).mean() * 100  # decimetres → mm
+    base_mm = rigid_aligned_error(ict.mean_shape.numpy()[front], truth).mean() * 100
+    lm_px = float((res.state.landmarks - st.landmarks).norm(dim=-1).mean())
+    print(f"seed {seed}: geometry {err_mm:.2f} mm (mean face {base_mm:.2f} mm), landmarks {lm_px:.2f} px")
+    assert lm_px <= 2.0
+    assert err_mm <= 2.0 and err_mm < 0.6 * base_mm
+    # the photometric fit reproduces the image inside the face
+    diff = ((res.rendering.image - r.image).abs() * r.mask * res.rendering.mask).sum() / (r.mask.sum() * 3)
+    assert float(diff) < 0.03
+
+
+def test_landmark_stage_alone_converges(ict, syn):
+    gt = random_face(ict, 7)
+    lm = syn.landmarks_only(gt)
+    cfg = FitConfig(steps_photo=0, steps_identity=0)
+    res = CoarseFitter(ict, cfg, synthesis=syn).fit(torch.zeros(1, 3, 224, 224), lm, torch.zeros(1, 1, 224, 224))
+    assert float((res.state.landmarks - lm).norm(dim=-1).mean()) < 1.5
+    assert res.history[0]["landmark"] > 20 * res.history[-1]["landmark"]
+
+
+def test_ict_expression_stays_in_unit_box(ict, syn):
+    gt = random_face(ict, 3)
+    lm = syn.landmarks_only(gt)
+    res = CoarseFitter(ict, FitConfig(steps_photo=0, steps_identity=0), synthesis=syn).fit(
+        torch.zeros(1, 3, 224, 224), lm, torch.zeros(1, 1, 224, 224))
+    assert float(res.coeffs.exp.min()) >= 0 and float(res.coeffs.exp.max()) <= 1
