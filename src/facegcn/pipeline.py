@@ -135,6 +135,10 @@ class Reconstructor:
             out.append(rec)
         return out
 
+    def write(self, rec: Reconstruction, outdir: str | Path) -> dict[str, str]:
+        """Write one face's files (see :func:`write_outputs`); returns {kind: path}."""
+        return write_outputs(rec, outdir, self.cfg, syn=self.fitter.syn, model=self.model)
+
     def metrics(self, rec: Reconstruction) -> dict[str, float]:
         obs, co = rec.observation, rec.coarse
         r = co.rendering
@@ -265,7 +269,7 @@ def write_outputs(rec: Reconstruction, outdir: str | Path, config: Config, syn=N
         rgba = torch.cat([final.clamp(0, 1), mask], 0)
         back = warp_to_photo(rgba, obs.alignment, (H, W))
         a = back[3:4].clamp(0, 1)
-        base = torch.from_numpy(rec.photo.pixels).permute(2, 0, 1).float() / 255
+        base = torch.from_numpy(np.array(rec.photo.pixels)).permute(2, 0, 1).float() / 255
         over = back[:3] * a + base * (1 - a)
         _save_png(outdir / "overlay.png", _to_uint8(over))
         files["overlay"] = str(outdir / "overlay.png")

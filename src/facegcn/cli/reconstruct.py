@@ -35,7 +35,7 @@ def build_config(
 
 
 def run(photos: list[Path], out: Path, cfg: Config) -> int:
-    from facegcn.pipeline import Reconstructor, write_outputs
+    from facegcn.pipeline import Reconstructor
 
     rec = Reconstructor(cfg)
     for photo in photos:
@@ -43,7 +43,7 @@ def run(photos: list[Path], out: Path, cfg: Config) -> int:
         base = out if len(photos) == 1 else out / Path(photo).stem
         for r in results:
             d = base if len(results) == 1 else base / f"face_{r.face_index}"
-            write_outputs(r, d, cfg, syn=rec.fitter.syn, model=rec.model)
+            rec.write(r, d)
             m = r.metrics
             extra = f", refined PSNR {m['psnr_refined']:.2f} dB" if "psnr_refined" in m else ""
             typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
