@@ -34,8 +34,8 @@ class CoarseOptions:
 @dataclass
 class RefineOptions:
     enabled: bool = True
-    steps: int = 150
-    lr: float = 2e-3
+    steps: int = 120
+    lr: float = 5e-3
     identity_every: int = 4
 
 

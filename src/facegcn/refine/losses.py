@@ -20,9 +20,9 @@ from facegcn.coarse.losses import identity_loss, photo_l2_loss, reflectance_loss
 
 @dataclass(frozen=True)
 class RefineWeights:
-    pixel: float = 1.0
+    pixel: float = 20.0  # the pixel MSE is small (~1e-3): balanced against the L1 vertex term
     identity: float = 0.2
-    vertex: float = 1.0  # scaled further by the schedule in vertex_weights()
+    vertex: float = 0.05  # scaled further by the schedule in vertex_weights()
     adversarial: float = 1e-3
     symmetry: float = 0.05
     skin_variance: float = 0.05
