@@ -54,6 +54,18 @@ def landmark_nme(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.linalg.norm(pred - target, axis=1).mean() / max(io, 1e-6))
 
 
+def identity_cosine(render: torch.Tensor, mask: torch.Tensor, photo: torch.Tensor, obs) -> float:
+    """Cosine of the dlib-ResNet features of the render (composited over the photo) and the photo."""
+    from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
+
+    net = load_identity_net(device=render.device)
+    comp = (render.clamp(0, 1) * mask + photo * (1 - mask))[None]
+    with torch.no_grad():
+        f = embed(chip_from_aligned(comp, obs.chip_transform), net)[0]
+    ref = obs.identity.to(f.device, f.dtype)
+    return float(torch.nn.functional.cosine_similarity(f, ref, dim=0))
+
+
 class Reconstructor:
     def __init__(self, config: Config | None = None):
         from facegcn.coarse.fit import CoarseFitter, FitConfig
@@ -153,6 +165,10 @@ class Reconstructor:
         }
         if rec.refined_render is not None:
             m["psnr_refined"] = masked_psnr(rec.refined_render.to(img.device), img, mask)
+        if torch.isfinite(obs.identity).all():
+            m["identity_cos_coarse"] = identity_cosine(r.image[0], r.mask[0], img, obs)
+            if rec.refined_render is not None:
+                m["identity_cos_refined"] = identity_cosine(rec.refined_render.to(img.device), r.mask[0], img, obs)
         return m
 
 

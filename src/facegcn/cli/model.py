@@ -91,3 +91,23 @@ def _formats(fmt: str) -> set[str]:
     if bad or not formats:
         raise ConfigError(f"unknown format(s) {sorted(bad)}; choose from obj, ply, glb")
     return formats
+
+
+@app.command()
+def hierarchy(
+    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
+    factors: str = typer.Option("4,4,4,4", help="Down-sampling factor per level."),
+    rebuild: bool = typer.Option(False, help="Ignore the cache and rebuild."),
+) -> None:
+    """Build (or load from the cache) the CoMA mesh hierarchy of a model and report it."""
+    from facegcn.errors import ConfigError
+    from facegcn.graph import build_hierarchy, hierarchy_report
+    from facegcn.morphable import load_model
+
+    try:
+        f = tuple(int(x) for x in factors.split(","))
+    except ValueError:
+        raise ConfigError(f"--factors must be comma-separated integers, got {factors!r}") from None
+    m = load_model(model)
+    h = build_hierarchy(m.mean_shape, m.faces, f, cache=not rebuild)
+    typer.echo(hierarchy_report(h))

@@ -108,6 +108,7 @@ def scaled_laplacian(faces, num_vertices: int, lambda_max: float | str = 2.0,
     if not np.isfinite(lam) or lam <= 0:
         raise ConfigError(f"lambda_max must be a positive number, got {lam}")
     hat = (lap * (2.0 / lam) - sp.identity(num_vertices, format="csr")).tocsr()
+    hat = ((hat + hat.T) * 0.5).tocsr()  # exactly symmetric (the backward pass relies on it)
     hat.data[np.abs(hat.data) < 1e-12] = 0.0
     hat.eliminate_zeros()
     hat.sort_indices()
