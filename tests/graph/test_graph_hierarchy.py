@@ -135,6 +135,11 @@ def test_cache_roundtrip_and_corruption(tmp_path, monkeypatch):
     h3 = build_hierarchy(v, f, factors=(4, 4))
     assert not h3.from_cache
     assert build_hierarchy(v, f, factors=(4, 4)).from_cache
+    # rebuild=True ignores the cached file and rewrites it
+    mtime = path.stat().st_mtime_ns
+    h5 = build_hierarchy(v, f, factors=(4, 4), rebuild=True)
+    assert not h5.from_cache and path.stat().st_mtime_ns >= mtime
+    assert build_hierarchy(v, f, factors=(4, 4)).from_cache
     # cache=False neither reads nor writes
     h4 = build_hierarchy(v, f, factors=(3,), cache=False)
     assert h4.cache_path is None and not (tmp_path / "hierarchy" / f"{h4.digest}.npz").exists()

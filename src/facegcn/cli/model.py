@@ -109,5 +109,5 @@ def hierarchy(
     except ValueError:
         raise ConfigError(f"--factors must be comma-separated integers, got {factors!r}") from None
     m = load_model(model)
-    h = build_hierarchy(m.mean_shape, m.faces, f, cache=not rebuild)
+    h = build_hierarchy(m.mean_shape, m.faces, f, rebuild=rebuild)
     typer.echo(hierarchy_report(h))

@@ -354,13 +354,13 @@ def _load(path: Path, v0: np.ndarray, f0: np.ndarray, n_steps: int) -> dict:
 
 
 def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float | str = 2.0,
-                    cache: bool = True) -> MeshHierarchy:
+                    cache: bool = True, rebuild: bool = False) -> MeshHierarchy:
     """Build (or load from the cache) the CoMA-style hierarchy of a triangle mesh.
 
     ``vertices`` (V, 3) and ``faces`` (F, 3) as numpy arrays or torch tensors; ``factors`` the
     down-sampling factor of each step (default four steps of 4, as in the paper);
     ``lambda_max`` for the scaled Laplacians (2.0 or ``"compute"``). ``cache=False`` neither reads
-    nor writes the on-disk cache.
+    nor writes the on-disk cache; ``rebuild=True`` ignores a cached file and overwrites it.
     """
     try:
         import torch
@@ -393,7 +393,7 @@ def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float 
         except OSError as exc:
             log.warning("hierarchy cache unavailable (%s); building without it", exc)
             path = None
-        if path is not None and path.is_file():
+        if path is not None and path.is_file() and not rebuild:
             try:
                 levels = _load(path, v0, f, len(factors))
             except Exception as exc:  # unreadable / truncated / stale: rebuild
