@@ -30,7 +30,12 @@ def _isolated_cache(tmp_path_factory):
     """Keep the facegcn cache per test session unless the caller set one explicitly."""
     if "FACEGCN_CACHE" not in os.environ:
         os.environ["FACEGCN_CACHE"] = str(tmp_path_factory.mktemp("facegcn-cache"))
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # One thread per test process: `make test` runs 2 xdist workers on 2 cores, and oversubscribed
+    # OpenMP/numba threads make steps 3–40× slower on a shared machine.
+    torch.set_num_threads(1)
+    from facegcn.render import set_num_threads
+
+    set_num_threads(1)
     yield
 
 

@@ -87,17 +87,31 @@ class Reconstructor:
                             lr=c.coarse.lr, weights=w, progress=c.progress)
         self.fitter = CoarseFitter(self.model, fit_cfg)
         self.regressor = None
-        self.refiner_ckpt = None
+        self.texture_generator = None
         if c.checkpoint:
             self._load_checkpoint(c.checkpoint)
 
     def _load_checkpoint(self, path: str) -> None:
+        """A training run folder (regressor.safetensors [+ texture.safetensors]) or a regressor file
+        (a texture.safetensors beside it is used too). Both stages then run feed-forward."""
+        from facegcn.coarse.fit import CoarseFitter, FitConfig
         from facegcn.coarse.regressor import CoefficientRegressor
+        from facegcn.errors import ModelFileError
 
-        self.regressor = CoefficientRegressor.load(path, map_location=self.device).eval()
+        p = Path(path)
+        reg_path = p / "regressor.safetensors" if p.is_dir() else p
+        if not reg_path.is_file():
+            raise ModelFileError(f"checkpoint not found: {reg_path}")
+        self.regressor = CoefficientRegressor.load(reg_path, map_location=self.device).eval()
         if self.regressor.layout != self.model.layout:
             raise ConfigError(f"checkpoint {path} was trained for layout {self.regressor.layout.sizes}, "
                               f"but model {self.cfg.model!r} has {self.model.layout.sizes}")
+        self.noop_fitter = CoarseFitter(self.model, FitConfig(0, 0, 0, 0), synthesis=self.fitter.syn)
+        tex_path = reg_path.parent / "texture.safetensors"
+        if tex_path.is_file():
+            from facegcn.train.texture import load_texture_generator
+
+            self.texture_generator = load_texture_generator(tex_path, self.model, map_location=self.device)
 
     # ------------------------------------------------------------------ stages
     def observe(self, source):
@@ -114,13 +128,21 @@ class Reconstructor:
         lm = torch.as_tensor(obs.landmarks, dtype=torch.float32, device=dev)[None]
         fm = obs.face_mask.to(dev, torch.float32)[None, None]
         ident = obs.identity[None].to(dev) if torch.isfinite(obs.identity).all() else None
-        if init is None and self.regressor is not None:
+        if init is None and self.regressor is not None:  # feed-forward: the regressor's prediction
             with torch.no_grad():
                 init = self.model.split(self.regressor(img))
+            return self.noop_fitter.fit(img, lm, fm, identity=ident, chip_transform=obs.chip_transform, init=init)
         return self.fitter.fit(img, lm, fm, identity=ident, chip_transform=obs.chip_transform, init=init)
 
     def refine(self, obs, coarse):
-        from facegcn.refine.per_image import refine_texture
+        from facegcn.refine.per_image import RefineResult, refine_texture
+
+        if self.texture_generator is not None:  # feed-forward with trained weights
+            from facegcn.train.texture import feedforward_texture
+
+            with torch.no_grad():
+                alb, img = feedforward_texture(self.texture_generator, self.model, self.fitter.syn, obs, coarse)
+            return RefineResult(alb, img)
 
         return refine_texture(self.model, self.fitter.syn, obs, coarse, self.cfg.refine, progress=self.cfg.progress)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from facegcn.cli import model as model_cmds
+from facegcn.cli import train as train_cmds
 
 app = typer.Typer(
     help="facegcn: high-fidelity 3D face reconstruction from a single photo (GCN texture refinement).",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(model_cmds.app, name="model")
+train_cmds.register(app)
 
 MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
 
