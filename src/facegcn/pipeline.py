@@ -238,8 +238,14 @@ def write_outputs(rec: Reconstruction, outdir: str | Path, config: Config, syn=N
     from facegcn.io.atomic import atomic_write_bytes, atomic_write_text
     from facegcn.io.mesh import write_glb, write_obj, write_ply
 
+    from facegcn.errors import OutputError
+    from facegcn.io.atomic import describe_write_error
+
     outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(describe_write_error(exc, outdir)) from None
     co = rec.coarse
     if model is None or syn is None:
         raise ValueError("write_outputs needs the model and synthesis module (Reconstructor.model / .fitter.syn)")

@@ -35,8 +35,11 @@ def build_config(
 
 
 def run(photos: list[Path], out: Path, cfg: Config) -> int:
+    from facegcn.io.image import load_image
     from facegcn.pipeline import Reconstructor
 
+    for photo in photos:  # fail fast on unreadable inputs, before loading any model
+        load_image(photo)
     rec = Reconstructor(cfg)
     for photo in photos:
         results = rec(photo)

@@ -105,8 +105,15 @@ class CoefficientRegressor(nn.Module):
     def load(cls, path: str | Path, map_location="cpu") -> "CoefficientRegressor":
         from facegcn.train.checkpoint import load_module_state
 
+        from facegcn.errors import ModelFileError
+
         meta, state = load_module_state(path, expect_kind="regressor", map_location=map_location)
-        cfg = meta["config"]
-        model = cls(CoeffLayout(**cfg["layout"]), depth=cfg["depth"], width=cfg["width"])
-        model.load_state_dict(state)
+        if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
+            raise ModelFileError(f"{path}: regressor checkpoint contains NaN or infinite weights")
+        try:
+            cfg = meta["config"]
+            model = cls(CoeffLayout(**cfg["layout"]), depth=cfg["depth"], width=cfg["width"])
+            model.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelFileError(f"{path}: not a usable regressor checkpoint ({type(exc).__name__})") from None
         return model

@@ -42,9 +42,16 @@ def _field(d: dict, key: str, path: Path) -> np.ndarray:
     if key not in d:
         raise ModelFileError(f"{path} has no variable {key!r}")
     a = np.asarray(d[key])
-    if a.dtype == object or not np.issubdtype(a.dtype, np.number):
-        raise ModelFileError(f"{path}: variable {key!r} is not numeric")
+    if a.dtype == object or not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+        raise ModelFileError(f"{path}: variable {key!r} is not real numeric data")
     return a
+
+
+def _indices(a: np.ndarray, key: str, path: Path) -> np.ndarray:
+    """Validate that an index array holds finite integers before casting it."""
+    if a.size == 0 or not np.isfinite(a).all() or not (a == np.round(a)).all():
+        raise ModelFileError(f"{path}: {key} must hold integer indices")
+    return a.astype(np.int64)
 
 
 def load_bfm_front(path: str | Path) -> ModelData:
@@ -61,10 +68,10 @@ def load_bfm_front(path: str | Path) -> ModelData:
     meantex = arrays["meantex"].astype(np.float64).reshape(-1)
     if meantex.size != 3 * V:
         raise ModelFileError(f"{path}: meantex has {meantex.size} values, expected {3 * V}")
-    tri = arrays["tri"].astype(np.int64)
+    tri = _indices(arrays["tri"], "tri", path)
     if tri.ndim != 2 or tri.shape[1] != 3 or tri.min() < 1 or tri.max() > V:
         raise ModelFileError(f"{path}: tri must be (F, 3) 1-based indices into {V} vertices")
-    kp = arrays["keypoints"].astype(np.int64).reshape(-1)
+    kp = _indices(arrays["keypoints"], "keypoints", path).reshape(-1)
     if kp.size != 68 or kp.min() < 1 or kp.max() > V:
         raise ModelFileError(f"{path}: keypoints must be 68 1-based vertex indices")
     for k in ("meanshape", "idBase", "exBase", "texBase", "meantex"):
@@ -78,7 +85,7 @@ def load_bfm_front(path: str | Path) -> ModelData:
             skin = np.clip(sm, 0, 1).astype(np.float32)
             regions["skin"] = np.flatnonzero(sm > 0.5)
     if "frontmask2_idx" in d:
-        fm = _field(d, "frontmask2_idx", path).astype(np.int64).reshape(-1) - 1
+        fm = _indices(_field(d, "frontmask2_idx", path), "frontmask2_idx", path).reshape(-1) - 1
         if fm.size and fm.min() >= 0 and fm.max() < V:
             regions["front"] = fm
     return ModelData(
