@@ -33,7 +33,7 @@ def test_bad_inputs_one_line_errors(tmp_path, capsys):
 
 
 def test_console_script_demo(tmp_path):
-    exe = [sys.executable, "-m", "facegcn", "demo", "-o", str(tmp_path)]
+    exe = [sys.executable, "-m", "facegcn", "demo", "--fast", "-o", str(tmp_path)]
     r = subprocess.run(exe, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert any(p.suffix == ".obj" for p in tmp_path.iterdir())
