@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 OUT    ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv clean bench lint
+.PHONY: demo test venv clean bench browser
 
 venv: $(STAMP)
 
@@ -15,16 +15,24 @@ $(STAMP): requirements.lock pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (set PYTHON=/path/to/python3.11)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.lock
-	# facenet-pytorch pins an old torch/torchvision; only its MTCNN weight files are used.
-	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	# Installed without their declared deps (already pinned in the lock): facenet-pytorch pins an
+	# old torch/torchvision (only its MTCNN weight files are used); gradio declares pillow<13.
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 gradio==6.31.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/facegcn demo -o $(OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# Debian's Chromium for the web-demo browser test (best effort: needs root + apt; the test skips
+# cleanly without it). No browser is ever downloaded by a test tool.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+		|| echo "note: could not install chromium; the browser test will be skipped"; fi
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -54,6 +54,18 @@ def demo(
     run_demo(out, fast=fast)
 
 
+def _register_feature_commands() -> None:
+    from facegcn.cli import batch as batch_cmds
+    from facegcn.cli import video as video_cmds
+    from facegcn.serve import cli as serve_cmds
+
+    for mod in (batch_cmds, video_cmds, serve_cmds):
+        mod.register(app)
+
+
+_register_feature_commands()
+
+
 @app.command()
 def version() -> None:
     """Print the version."""

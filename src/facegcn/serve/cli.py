@@ -1,0 +1,48 @@
+"""`facegcn serve`: the web demo. Register on a typer app with :func:`register`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
+
+
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the demo to your network)."),
+    port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
+    max_file_mb: float = typer.Option(20.0, "--max-file-mb", min=0.1, help="Largest accepted upload, in MB."),
+    timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Per-request time limit in seconds."),
+    queue_size: int = typer.Option(8, "--queue-size", min=1, help="Requests allowed to wait while one runs."),
+    temp_dir: Path = typer.Option(None, "--temp-dir", help="Where the server keeps its temporary files (default: system temp)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="Torch threads for the reconstruction worker (0 = default)."),
+    config_file: Path = typer.Option(None, "--config", help="A config.json (as written next to outputs); overrides the model options below."),
+    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
+    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
+    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
+    texture_size: int = typer.Option(1024, help="UV texture size in pixels."),
+    device: str = typer.Option("cpu", help="cpu or cuda."),
+    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (quicker previews)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Less console output."),
+) -> None:
+    """Start the web demo (Gradio) on http://HOST:PORT — upload or webcam photo → 3D face."""
+    from facegcn.cli.batch import config_from_options  # not at import time: facegcn.cli imports this module
+    from facegcn.serve.app import ServeOptions, serve as run_server
+
+    cfg = config_from_options(config_file=config_file, model=model, detector=detector, all_faces=False,
+                              checkpoint=checkpoint, refine=refine, fmt="obj,ply,glb", texture_size=texture_size,
+                              device=device, quiet=True, fast=fast)
+    opts = ServeOptions(host=host, port=port, max_file_mb=max_file_mb, timeout_s=timeout, queue_size=queue_size,
+                        temp_root=str(temp_dir) if temp_dir else None, threads=threads)
+    if not quiet:
+        typer.echo(f"facegcn serve: loading models, then serving on http://{host}:{port} (Ctrl-C stops)", err=True)
+    run_server(cfg, opts, block=True, quiet=quiet)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app`` (idempotent)."""
+    if any((c.name or getattr(c.callback, "__name__", None)) == "serve" for c in app.registered_commands):
+        return
+    app.command("serve")(serve)

@@ -1,0 +1,203 @@
+"""One reconstruction process for the web demo: models loaded once, one job at a time, killable.
+
+The web server never runs the pipeline in its own process: a job that overruns its time limit
+is stopped by killing the worker process (torch cannot be interrupted from another thread), and
+a fresh worker is started for the next job. Jobs and results travel over a
+``multiprocessing`` pipe between these two processes of ours; only paths inside the server's own
+job folders and plain values cross it.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+import traceback
+from pathlib import Path
+
+READY_TIMEOUT_S = 600.0  # model loading (first start, cold caches) may take a while
+
+
+class WorkerTimeout(Exception):
+    pass
+
+
+class WorkerCrashed(Exception):
+    pass
+
+
+def _composite(render, mask, image):
+    import numpy as np
+
+    out = render.detach().cpu().clamp(0, 1) * mask + image * (1 - mask)
+    return (out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def run_job(rec, job: dict) -> dict:
+    """The whole job in the worker: reconstruct, write every output, add preview images and a zip."""
+    import zipfile
+
+    from facegcn.io.image import load_image
+
+    outdir = Path(job["outdir"])
+    t0 = time.perf_counter()
+    photo = load_image(job["image"])
+    results = rec(photo)
+    r = results[0]
+    files = rec.write(r, outdir)
+    from PIL import Image
+
+    obs, co = r.observation, r.coarse
+    mask = co.rendering.mask[0].cpu().float()
+    img = obs.image.cpu()
+    Image.fromarray(_composite(co.rendering.image[0], mask, img)).save(outdir / "coarse.png")
+    files["coarse"] = str(outdir / "coarse.png")
+    if r.refined_render is not None:
+        Image.fromarray(_composite(r.refined_render, mask, img)).save(outdir / "refined.png")
+        files["refined"] = str(outdir / "refined.png")
+    zpath = outdir.parent / "facegcn-result.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(outdir.iterdir()):
+            if p.is_file() and not p.name.startswith("."):
+                zf.write(p, arcname=f"facegcn-result/{p.name}")
+    files["zip"] = str(zpath)
+    return {"ok": True, "files": files, "metrics": r.metrics, "timings": {**r.timings, "job_s": time.perf_counter() - t0},
+            "faces": len(results), "refined": r.refined_render is not None}
+
+
+def refine_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("facegcn.refine.per_image") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _worker_main(conn, config_json: str, threads: int) -> None:
+    from facegcn.errors import FaceGCNError
+
+    try:
+        import torch
+
+        if threads:
+            torch.set_num_threads(threads)
+        from facegcn.config import Config
+        from facegcn.pipeline import Reconstructor
+
+        cfg = Config.from_dict(json.loads(config_json))
+        cfg.progress = False
+        notes = []
+        if cfg.refine.enabled and not refine_available():
+            cfg.refine.enabled = False
+            notes.append("GCN texture refinement is not available in this installation; showing the coarse result")
+        rec = Reconstructor(cfg)
+        conn.send({"ready": True, "refine": cfg.refine.enabled and cfg.refine.steps > 0, "notes": notes})
+    except BaseException as exc:  # noqa: BLE001 - reported to the server, which reports it to the user
+        msg = " ".join(str(exc).split()) if isinstance(exc, FaceGCNError) else f"{type(exc).__name__}: {exc}"
+        conn.send({"ready": False, "message": msg})
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            res = run_job(rec, job)
+        except FaceGCNError as exc:
+            res = {"ok": False, "kind": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - one line to the user, the traceback to the server log
+            traceback.print_exc()
+            res = {"ok": False, "kind": "InternalError", "exit_code": 70,
+                   "message": " ".join(f"internal error: {type(exc).__name__}: {exc}".split())}
+        try:
+            conn.send(res)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ReconstructionWorker:
+    """A child process (spawn) holding a :class:`~facegcn.pipeline.Reconstructor`.
+
+    :meth:`run` sends one job and waits at most ``timeout`` seconds (model loading excluded);
+    on timeout the process is killed and a new one started. Thread-safe: jobs are serialised."""
+
+    def __init__(self, config_json: str, threads: int = 0, start: bool = True):
+        self.config_json = config_json
+        self.threads = threads
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+        self._ready: dict | None = None
+        if start:
+            self._start()
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe(duplex=True)
+        self._proc = self._ctx.Process(target=_worker_main, args=(child, self.config_json, self.threads),
+                                       name="facegcn-serve-worker", daemon=True)
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        self._ready = None
+
+    def _kill(self) -> None:
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+        if self._proc is not None:
+            self._proc.join(timeout=10)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        self._ready = None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> dict:
+        """Block until the models are loaded; returns {"refine": bool, "notes": [...]}."""
+        if self._proc is None or not self._proc.is_alive():
+            self._kill()
+            self._start()
+        if self._ready is None:
+            if not self._conn.poll(timeout):
+                self._kill()
+                raise WorkerTimeout(f"the reconstruction worker did not start within {timeout:.0f} s")
+            try:
+                msg = self._conn.recv()
+            except (EOFError, OSError):
+                self._kill()
+                raise WorkerCrashed("the reconstruction worker stopped while loading the models") from None
+            if not msg.get("ready"):
+                self._kill()
+                from facegcn.errors import ConfigError
+
+                raise ConfigError(msg.get("message", "the reconstruction worker could not start"))
+            self._ready = msg
+        return self._ready
+
+    def run(self, job: dict, timeout: float) -> dict:
+        with self._lock:
+            self.wait_ready()
+            self._conn.send(job)
+            if not self._conn.poll(timeout):
+                self._kill()
+                self._start()  # loads in the background for the next job
+                raise WorkerTimeout(f"the reconstruction took longer than {timeout:.0f} s and was stopped")
+            try:
+                return self._conn.recv()
+            except (EOFError, OSError):
+                self._kill()
+                self._start()
+                raise WorkerCrashed("the reconstruction worker stopped unexpectedly (out of memory?)") from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._proc is not None and self._proc.is_alive():
+                try:
+                    self._conn.send(None)
+                    self._proc.join(timeout=5)
+                except (OSError, BrokenPipeError):
+                    pass
+            self._kill()
