@@ -194,6 +194,9 @@ def process_item(rec, item: BatchItem, out_root: str | os.PathLike, digest: str)
     t0 = time.perf_counter()
     try:
         (d / DONE_MARKER).unlink(missing_ok=True)
+        if d.is_dir():  # temporaries left by a run killed inside an atomic write
+            for t in d.rglob(".*.tmp"):
+                t.unlink(missing_ok=True)
     except OSError:
         pass
     try:
