@@ -77,7 +77,10 @@ class Reconstructor:
         if c.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError("--device cuda requested but CUDA is not available")
         if c.threads:
+            from facegcn.render import set_num_threads
+
             torch.set_num_threads(c.threads)
+            set_num_threads(c.threads)
         self.device = torch.device(c.device)
         self.model = load_model(c.model, device=self.device)
         w = CoarseWeights(contour=c.coarse.contour_weight, identity=c.coarse.identity_weight,

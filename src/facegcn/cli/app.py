@@ -35,11 +35,13 @@ def reconstruct(
     device: str = typer.Option("cpu", help="cpu or cuda."),
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    threads: int = typer.Option(1, help="CPU threads (0 = torch default); 1 is fastest on small/shared CPUs."),
 ) -> None:
     """Reconstruct 3D faces from photos: meshes, coeffs.json, figures and a report per face."""
     from facegcn.cli.reconstruct import build_config, run
 
-    cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast)
+    cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast,
+                       threads)
     run(photos, out, cfg)
 
 

@@ -20,7 +20,8 @@ def evaluate(
     checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement (skipped when not available)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
-    threads: int = typer.Option(0, "--threads", help="torch CPU threads (0: torch's default; 1 is fastest on a busy machine)."),
+    threads: int = typer.Option(1, "--threads", help="torch CPU threads (0: torch's default). 1 by default: on a shared, "
+                                "busy CPU more threads spin and run several times slower."),
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the matplotlib figures."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),

@@ -20,8 +20,9 @@ def build_config(
     device: str = "cpu",
     quiet: bool = False,
     fast: bool = False,
+    threads: int = 1,
 ) -> Config:
-    cfg = Config(model=model, device=device, checkpoint=checkpoint, progress=not quiet)
+    cfg = Config(model=model, device=device, checkpoint=checkpoint, progress=not quiet, threads=threads)
     cfg.frontend.detector = detector
     cfg.frontend.all_faces = all_faces
     cfg.refine.enabled = refine
