@@ -58,10 +58,11 @@ def demo(
 
 def _register_feature_commands() -> None:
     from facegcn.cli import batch as batch_cmds
+    from facegcn.cli import evaluate as evaluate_cmds
     from facegcn.cli import video as video_cmds
     from facegcn.serve import cli as serve_cmds
 
-    for mod in (batch_cmds, video_cmds, serve_cmds):
+    for mod in (batch_cmds, video_cmds, evaluate_cmds, serve_cmds):
         mod.register(app)
 
 
