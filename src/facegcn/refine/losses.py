@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from facegcn.coarse.losses import identity_loss, photo_l2_loss, reflectance_loss
+from facegcn.coarse.losses import LossTerms, identity_loss, photo_l2_loss, reflectance_loss
 
 
 @dataclass(frozen=True)
@@ -83,13 +83,7 @@ def generator_adv_loss(critic, fake: torch.Tensor) -> torch.Tensor:
     return -critic(fake).mean()
 
 
-@dataclass
-class RefineLossTerms:
-    total: torch.Tensor
-    terms: dict[str, torch.Tensor]
-
-    def scalars(self) -> dict[str, float]:
-        return {"total": float(self.total.detach()), **{k: float(v.detach()) for k, v in self.terms.items()}}
+RefineLossTerms = LossTerms  # same container as the coarse stage
 
 
 def refine_objective(
