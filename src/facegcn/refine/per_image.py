@@ -80,6 +80,9 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
             p.mul_(0.01)
     mirror = model.mirror_index().to(dev)
     optim = torch.optim.Adam(gen.parameters(), lr=opt_cfg.lr)
+    # Linear warm-up over the first 10 steps: Adam's first updates are ±lr on every weight, which on
+    # the small-initialised merger is a large relative jump (a very short fit otherwise ends off-colour).
+    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda i: min(1.0, (i + 1) / 10.0))
     embed_fn = None
     if has_id and w.identity > 0:
         from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
@@ -114,6 +117,7 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
         lt.total.backward()
         torch.nn.utils.clip_grad_norm_(gen.parameters(), 5.0)
         optim.step()
+        sched.step()
         if it % 10 == 0 or it == steps - 1:
             hist.append({"step": it, **lt.scalars()})
     with torch.no_grad():
