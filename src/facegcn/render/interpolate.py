@@ -34,22 +34,26 @@ def _splits(B: int, H: int, nt: int) -> list[tuple[int, int, int]]:
     return [(c, ya, yb) for c, (ya, yb) in enumerate(row_splits(H, k))]
 
 
+def _kernel_inputs(attr, verts_px, tri_id, bary, pfaces, afaces, use_bary: bool):
+    """Contiguous numpy views for the numba kernels; the unused one of (verts_px, bary) becomes a
+    tiny dummy array of the kernel's expected rank."""
+    a_np = attr.detach().contiguous().numpy()
+    if use_bary:
+        vs_np = np.zeros((1, 1, 3), a_np.dtype)
+        bary_np = bary.detach().contiguous().numpy()
+    else:
+        vs_np = verts_px.detach().contiguous().numpy()
+        bary_np = np.zeros((1, 1, 1, 3), np.float32)
+    return a_np, vs_np, bary_np, tri_id.contiguous().numpy(), pfaces.contiguous().numpy(), afaces.contiguous().numpy()
+
+
 class _NumbaInterpolate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, attr, verts_px, tri_id, bary, pfaces, afaces):
         from facegcn.render._numba_kernels import interpolate_fwd_rows
 
-        a_np = attr.detach().contiguous().numpy()
         use_bary = verts_px is None
-        if use_bary:
-            vs_np = np.zeros((1, 1, 3), a_np.dtype)
-            bary_np = bary.detach().contiguous().numpy()
-        else:
-            vs_np = verts_px.detach().contiguous().numpy()
-            bary_np = np.zeros((1, 1, 1, 3), np.float32)
-        tri_np = tri_id.contiguous().numpy()
-        pf = pfaces.contiguous().numpy()
-        af = afaces.contiguous().numpy()
+        a_np, vs_np, bary_np, tri_np, pf, af = _kernel_inputs(attr, verts_px, tri_id, bary, pfaces, afaces, use_bary)
         B, H, W = tri_np.shape
         out = np.empty((B, H, W, a_np.shape[2]), a_np.dtype)
         nt = get_num_threads()
@@ -72,16 +76,7 @@ class _NumbaInterpolate(torch.autograd.Function):
 
         attr, verts_px, tri_id, bary, pfaces, afaces = ctx.saved_tensors
         use_bary = ctx.use_bary
-        a_np = attr.detach().contiguous().numpy()
-        if use_bary:
-            vs_np = np.zeros((1, 1, 3), a_np.dtype)
-            bary_np = bary.detach().contiguous().numpy()
-        else:
-            vs_np = verts_px.detach().contiguous().numpy()
-            bary_np = np.zeros((1, 1, 1, 3), np.float32)
-        tri_np = tri_id.contiguous().numpy()
-        pf = pfaces.contiguous().numpy()
-        af = afaces.contiguous().numpy()
+        a_np, vs_np, bary_np, tri_np, pf, af = _kernel_inputs(attr, verts_px, tri_id, bary, pfaces, afaces, use_bary)
         need_a = bool(ctx.needs_input_grad[0])
         need_v = bool(ctx.needs_input_grad[1]) and not use_bary
         if not (need_a or need_v):
