@@ -69,7 +69,6 @@ def identity_cosine(render: torch.Tensor, mask: torch.Tensor, photo: torch.Tenso
 class Reconstructor:
     def __init__(self, config: Config | None = None):
         from facegcn.coarse.fit import CoarseFitter, FitConfig
-        from facegcn.coarse.losses import CoarseWeights
         from facegcn.morphable import load_model
 
         self.cfg = (config or Config()).validate()
@@ -83,11 +82,7 @@ class Reconstructor:
             set_num_threads(c.threads)
         self.device = torch.device(c.device)
         self.model = load_model(c.model, device=self.device)
-        w = CoarseWeights(contour=c.coarse.contour_weight, identity=c.coarse.identity_weight,
-                          photo=c.coarse.photo_weight, landmark=c.coarse.landmark_weight)
-        fit_cfg = FitConfig(steps_rigid=c.coarse.steps_rigid, steps_landmark=c.coarse.steps_landmark,
-                            steps_photo=c.coarse.steps_photo, steps_identity=c.coarse.steps_identity,
-                            lr=c.coarse.lr, weights=w, progress=c.progress)
+        fit_cfg = FitConfig.from_options(c.coarse, progress=c.progress)
         self.fitter = CoarseFitter(self.model, fit_cfg)
         self.regressor = None
         self.texture_generator = None

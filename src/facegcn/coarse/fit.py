@@ -19,22 +19,36 @@ import torch
 from tqdm.auto import tqdm
 
 from facegcn.coarse.losses import CoarseLoss, CoarseWeights
+from facegcn.config import CoarseOptions
 from facegcn.coarse.synthesis import FaceState, FaceSynthesis
 from facegcn.morphable import Coefficients, MorphableModel
 from facegcn.render import Rendering
 
 
+def _weights(o: CoarseOptions) -> CoarseWeights:
+    return CoarseWeights(contour=o.contour_weight, identity=o.identity_weight, photo=o.photo_weight,
+                         landmark=o.landmark_weight)
+
+
+_D = CoarseOptions()  # the user-facing defaults (facegcn.config) are the single source
+
+
 @dataclass(frozen=True)
 class FitConfig:
-    steps_rigid: int = 60
-    steps_landmark: int = 120
-    steps_photo: int = 200
-    steps_identity: int = 30
-    lr: float = 0.08
+    steps_rigid: int = _D.steps_rigid
+    steps_landmark: int = _D.steps_landmark
+    steps_photo: int = _D.steps_photo
+    steps_identity: int = _D.steps_identity
+    lr: float = _D.lr
     lr_rigid: float = 0.02
     identity_every: int = 2  # evaluate the identity term every k-th step of stage 3
-    weights: CoarseWeights = field(default_factory=lambda: CoarseWeights(contour=0.3))
+    weights: CoarseWeights = field(default_factory=lambda: _weights(_D))
     progress: bool = False
+
+    @classmethod
+    def from_options(cls, o: CoarseOptions, progress: bool = False) -> "FitConfig":
+        return cls(steps_rigid=o.steps_rigid, steps_landmark=o.steps_landmark, steps_photo=o.steps_photo,
+                   steps_identity=o.steps_identity, lr=o.lr, weights=_weights(o), progress=progress)
 
 
 @dataclass
