@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from facegcn.cli import options as opts
+
 from facegcn.cli import model as model_cmds
 from facegcn.cli import train as train_cmds
 
@@ -18,21 +20,20 @@ app = typer.Typer(
 app.add_typer(model_cmds.app, name="model")
 train_cmds.register(app)
 
-MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
 
 
 @app.command()
 def reconstruct(
     photos: list[Path] = typer.Argument(..., help="Photo file(s)."),
     out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
-    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
-    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
     all_faces: bool = typer.Option(False, "--all-faces", help="Reconstruct every face, not only the best one."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    checkpoint: str = opts.CHECKPOINT,
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
-    fmt: str = typer.Option("obj,ply,glb", "--format", help="Comma-separated mesh formats: obj, ply, glb."),
-    texture_size: int = typer.Option(1024, help="UV texture size in pixels."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    fmt: str = opts.FORMAT,
+    texture_size: int = opts.TEXTURE_SIZE,
+    device: str = opts.DEVICE,
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     threads: int = typer.Option(1, help="CPU threads (0 = torch default); 1 is fastest on small/shared CPUs."),

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import typer
 
-MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
+from facegcn.cli import options as opts
+
 
 
 def config_from_options(*, config_file: Path | None, model: str, detector: str, all_faces: bool,
@@ -36,15 +37,15 @@ def batch(
     ray: str = typer.Option(None, "--ray", metavar="ADDRESS",
                             help="Run the photos as Ray tasks: 'local', 'auto' or a cluster address (needs the optional 'ray' package)."),
     recursive: bool = typer.Option(False, "--recursive", "-r", help="Descend into sub-folders of folder inputs."),
-    config_file: Path = typer.Option(None, "--config", help="A config.json (as written next to outputs); overrides the model options below."),
-    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
-    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
+    config_file: Path = opts.CONFIG_FILE,
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
     all_faces: bool = typer.Option(False, "--all-faces", help="Reconstruct every face (OUT/<name>/face_<i>/)."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    checkpoint: str = opts.CHECKPOINT,
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
-    fmt: str = typer.Option("obj,ply,glb", "--format", help="Comma-separated mesh formats: obj, ply, glb."),
-    texture_size: int = typer.Option(1024, help="UV texture size in pixels."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    fmt: str = opts.FORMAT,
+    texture_size: int = opts.TEXTURE_SIZE,
+    device: str = opts.DEVICE,
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
+from facegcn.cli import options as opts
+
 
 
 def evaluate(
@@ -15,11 +16,11 @@ def evaluate(
     out: Path = typer.Option(Path("out/evaluate"), "-o", "--out", help="Report folder."),
     synthetic: int = typer.Option(0, "--synthetic", help="Run the synthetic ground-truth benchmark on N rendered faces instead."),
     seed: int = typer.Option(0, "--seed", help="First scene seed of the synthetic benchmark."),
-    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
-    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
+    checkpoint: str = opts.CHECKPOINT,
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement (skipped when not available)."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = opts.DEVICE,
     threads: int = typer.Option(1, "--threads", help="torch CPU threads (0: torch's default). 1 by default: on a shared, "
                                 "busy CPU more threads spin and run several times slower."),
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import typer
 
-from facegcn.cli.batch import MODEL_HELP, config_from_options
+from facegcn.cli import options as opts
+
+from facegcn.cli.batch import config_from_options
 
 
 def video(
@@ -30,13 +32,13 @@ def video(
     side_by_side: bool = typer.Option(True, "--side-by-side/--no-side-by-side", help="Write side_by_side.mp4 (photo | render)."),
     fps: float = typer.Option(None, "--fps", help="Output frame rate (default: input rate / stride)."),
     max_side: int = typer.Option(1280, "--max-side", min=0, help="Downscale frames whose longer side exceeds this (0 = never)."),
-    config_file: Path = typer.Option(None, "--config", help="A config.json (as written next to outputs); overrides the model options below."),
-    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
-    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    config_file: Path = opts.CONFIG_FILE,
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
+    checkpoint: str = opts.CHECKPOINT,
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement of the key frame (its albedo colours every frame)."),
     texture_size: int = typer.Option(1024, help="UV texture size of the key frame's textured mesh."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    device: str = opts.DEVICE,
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps for the key frame(s)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:

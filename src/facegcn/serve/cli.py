@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat."
+from facegcn.cli import options as opts
+
 
 
 def serve(
@@ -17,13 +18,13 @@ def serve(
     queue_size: int = typer.Option(8, "--queue-size", min=1, help="Requests allowed to wait while one runs."),
     temp_dir: Path = typer.Option(None, "--temp-dir", help="Where the server keeps its temporary files (default: system temp)."),
     threads: int = typer.Option(0, "--threads", min=0, help="Torch threads for the reconstruction worker (0 = default)."),
-    config_file: Path = typer.Option(None, "--config", help="A config.json (as written next to outputs); overrides the model options below."),
-    model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
-    detector: str = typer.Option("dlib", help="Face detector: dlib or mtcnn."),
-    checkpoint: str = typer.Option(None, "--checkpoint", help="Trained weights (.safetensors); default: per-image fitting."),
+    config_file: Path = opts.CONFIG_FILE,
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
+    checkpoint: str = opts.CHECKPOINT,
     refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
-    texture_size: int = typer.Option(1024, help="UV texture size in pixels."),
-    device: str = typer.Option("cpu", help="cpu or cuda."),
+    texture_size: int = opts.TEXTURE_SIZE,
+    device: str = opts.DEVICE,
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (quicker previews)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Less console output."),
 ) -> None:
