@@ -21,7 +21,6 @@ app.add_typer(model_cmds.app, name="model")
 train_cmds.register(app)
 
 
-
 @app.command()
 def reconstruct(
     photos: list[Path] = typer.Argument(..., help="Photo file(s)."),

@@ -13,7 +13,6 @@ import typer
 from facegcn.cli import options as opts
 
 
-
 def config_from_options(*, config_file: Path | None, model: str, detector: str, all_faces: bool,
                         checkpoint: str | None, refine: bool, fmt: str, texture_size: int, device: str,
                         quiet: bool, fast: bool):

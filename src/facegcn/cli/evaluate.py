@@ -10,7 +10,6 @@ import typer
 from facegcn.cli import options as opts
 
 
-
 def evaluate(
     photo_dir: Path = typer.Argument(None, help="Folder of photos (every file is tried; bad ones are skipped and listed)."),
     out: Path = typer.Option(Path("out/evaluate"), "-o", "--out", help="Report folder."),

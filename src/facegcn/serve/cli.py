@@ -9,7 +9,6 @@ import typer
 from facegcn.cli import options as opts
 
 
-
 def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes the demo to your network)."),
     port: int = typer.Option(7860, "--port", min=1, max=65535, help="TCP port."),
