@@ -40,6 +40,22 @@ def _isolated_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def ict():
+    """The embedded ICT-FaceKit model (shared, read-only: do not modify its buffers)."""
+    from facegcn.morphable import load_model
+
+    return load_model("ict")
+
+
+@pytest.fixture(scope="session")
+def syn(ict):
+    """The differentiable forward model (coefficients → render) on the ICT model."""
+    from facegcn.coarse.synthesis import FaceSynthesis
+
+    return FaceSynthesis(ict)
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     d = REPO / "test-artifacts"
     d.mkdir(exist_ok=True)

@@ -1,20 +1,6 @@
 from dataclasses import replace
 
-import pytest
 import torch
-
-from facegcn.coarse.synthesis import FaceSynthesis
-from facegcn.morphable import load_model
-
-
-@pytest.fixture(scope="module")
-def ict():
-    return load_model("ict")
-
-
-@pytest.fixture(scope="module")
-def syn(ict):
-    return FaceSynthesis(ict)
 
 
 def random_face(model, seed: int, batch: int = 1):

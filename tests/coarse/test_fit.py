@@ -1,21 +1,12 @@
 """Per-image fitting against synthetic ground truth (the ICT model rendered with known
 coefficients) and on the real astronaut photo."""
 
-import numpy as np
 import pytest
 import torch
 
 from facegcn.coarse.fit import CoarseFitter, FitConfig
+from facegcn.evaluate.metrics import rigid_aligned_error
 from tests.coarse.conftest import random_face
-
-
-def rigid_aligned_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-vertex distance after the best rotation + translation (Kabsch), no scale."""
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    U, _, Vt = np.linalg.svd(b.T @ a)
-    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    return np.linalg.norm(a @ (U @ D @ Vt).T - b, axis=1)
 
 
 @pytest.mark.slow

@@ -19,20 +19,6 @@ from tests.evaluate.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")
-def ict():
-    from facegcn.morphable import load_model
-
-    return load_model("ict")
-
-
-@pytest.fixture(scope="module")
-def syn(ict):
-    from facegcn.coarse.synthesis import FaceSynthesis
-
-    return FaceSynthesis(ict)
-
-
-@pytest.fixture(scope="module")
 def scene(ict, syn):
     return make_scene(ict, syn, 3)
 

@@ -7,13 +7,8 @@ import scipy.linalg
 import torch
 import trimesh
 
-from facegcn.morphable import PAPER_LAYOUT, CoeffLayout, ModelData, MorphableModel, load_model
+from facegcn.morphable import PAPER_LAYOUT, CoeffLayout, ModelData, MorphableModel
 from facegcn.morphable.albedo import cotangent_laplacian, laplacian_eigenbasis
-
-
-@pytest.fixture(scope="module")
-def ict():
-    return load_model("ict")
 
 
 def test_counts(ict):
