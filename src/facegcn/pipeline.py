@@ -56,12 +56,12 @@ def landmark_nme(pred: np.ndarray, target: np.ndarray) -> float:
 
 def identity_cosine(render: torch.Tensor, mask: torch.Tensor, photo: torch.Tensor, obs) -> float:
     """Cosine of the dlib-ResNet features of the render (composited over the photo) and the photo."""
-    from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
+    from facegcn.frontend.identity import embed_aligned, load_identity_net
 
     net = load_identity_net(device=render.device)
     comp = (render.clamp(0, 1) * mask + photo * (1 - mask))[None]
     with torch.no_grad():
-        f = embed(chip_from_aligned(comp, obs.chip_transform), net)[0]
+        f = embed_aligned(comp, obs.chip_transform, net)[0]
     ref = obs.identity.to(f.device, f.dtype)
     return float(torch.nn.functional.cosine_similarity(f, ref, dim=0))
 

@@ -168,9 +168,9 @@ class CoarseFitter:
         return CoarseResult(c, st, r, hist, timings)
 
     def _embed(self, img: torch.Tensor, chip_transform) -> torch.Tensor:
-        from facegcn.frontend.identity import canonical_chip_transform, chip_from_aligned, embed, load_identity_net
+        from facegcn.frontend.identity import canonical_chip_transform, embed_aligned, load_identity_net
 
         if self.identity_net is None:
             self.identity_net = load_identity_net(device=img.device)
         ct = chip_transform if chip_transform is not None else canonical_chip_transform()
-        return embed(chip_from_aligned(img.clamp(0, 1), ct), self.identity_net)
+        return embed_aligned(img.clamp(0, 1), ct, self.identity_net)

@@ -112,12 +112,12 @@ def error_map(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> np.ndarra
 
 def identity_descriptor(image: torch.Tensor, chip_transform, net=None) -> torch.Tensor:
     """dlib-ResNet descriptor (128,) of an aligned ``(3, H, W)`` image through ``chip_transform``."""
-    from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
+    from facegcn.frontend.identity import embed_aligned, load_identity_net
 
     if net is None:
         net = load_identity_net(device=image.device)
     with torch.no_grad():
-        return embed(chip_from_aligned(image.detach().clamp(0, 1)[None].float(), chip_transform), net)[0]
+        return embed_aligned(image.detach().clamp(0, 1)[None].float(), chip_transform, net)[0]
 
 
 def identity_cosine(a: torch.Tensor, b: torch.Tensor, chip_transform, net=None) -> float:

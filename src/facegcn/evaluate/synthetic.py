@@ -284,14 +284,14 @@ def scene_observation(scene: SyntheticScene, net=None):
     """A :class:`FaceObservation` of the synthetic image in its own 224² frame (no detector)."""
     from facegcn.frontend import FaceObservation
     from facegcn.frontend.align import five_from_68
-    from facegcn.frontend.identity import chip_from_aligned, embed, face_chip_transform, load_identity_net
+    from facegcn.frontend.identity import embed_aligned, face_chip_transform, load_identity_net
 
     lm = np.asarray(scene.landmarks, np.float64)
     eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     chip_tf = face_chip_transform(lm[[45, 42, 36, 39, 33]])
     net = net if net is not None else load_identity_net()
     with torch.no_grad():
-        ident = embed(chip_from_aligned(scene.image[None], chip_tf), net)[0].float().cpu()
+        ident = embed_aligned(scene.image[None], chip_tf, net)[0].float().cpu()
     p5 = five_from_68(lm)
     box = np.concatenate([lm.min(0), lm.max(0)])
     return FaceObservation(

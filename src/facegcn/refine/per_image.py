@@ -85,13 +85,13 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda i: min(1.0, (i + 1) / 10.0))
     embed_fn = None
     if has_id and w.identity > 0:
-        from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
+        from facegcn.frontend.identity import embed_aligned, load_identity_net
 
         net = load_identity_net(device=dev)
         ct = observation.chip_transform
 
         def embed_fn(img):
-            return embed(chip_from_aligned(img.clamp(0, 1), ct), net)
+            return embed_aligned(img.clamp(0, 1), ct, net)
 
     hist: list[dict] = []
     steps = int(opt_cfg.steps)

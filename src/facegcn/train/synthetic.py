@@ -87,10 +87,10 @@ def make_synthetic_cache(
         img, lm, mask, coeffs = render_synthetic(m, syn, seed * 100003 + start, b)
         feats = torch.full((b, 128), float("nan"))
         if net is not None:
-            from facegcn.frontend.identity import chip_from_aligned, embed
+            from facegcn.frontend.identity import embed_aligned
 
             with torch.no_grad():
-                feats = embed(chip_from_aligned(img, ct), net)
+                feats = embed_aligned(img, ct, net)
         for i in range(b):
             rows.append(FaceRow(
                 image=(img[i].numpy() * 255 + 0.5).astype(np.uint8),

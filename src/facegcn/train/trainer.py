@@ -84,12 +84,12 @@ class _StageBase:
         return contextlib.nullcontext()
 
     def embed(self, img: torch.Tensor, chip_transform: torch.Tensor) -> torch.Tensor:
-        from facegcn.frontend.identity import chip_from_aligned, embed, load_identity_net
+        from facegcn.frontend.identity import embed_aligned, load_identity_net
 
         dtype = torch.float64 if img.dtype == torch.float64 else torch.float32
         if self._idnet is None or next(self._idnet.parameters()).dtype != dtype:
             self._idnet = load_identity_net(device=self.dev, dtype=dtype)
-        return embed(chip_from_aligned(img.clamp(0, 1), chip_transform), self._idnet)
+        return embed_aligned(img.clamp(0, 1), chip_transform, self._idnet)
 
     def clip(self, params) -> torch.Tensor:
         params = [p for p in params if p.grad is not None]
