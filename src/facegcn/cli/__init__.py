@@ -17,7 +17,6 @@ import os
 import sys
 import warnings
 
-from facegcn.cli.app import app
 
 EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: an unexpected error, i.e. a bug
 EXIT_INTERRUPTED = 130
@@ -111,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(), _TolerantStreams():
             if not (sys.warnoptions or debug):
                 warnings.simplefilter("ignore")
+            from facegcn.cli.app import app  # not at package import: command modules import facegcn.cli.options
+
             result = app(args=args, prog_name="facegcn", standalone_mode=False)
     except FaceGCNError as exc:
         _error(exc)
