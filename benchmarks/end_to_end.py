@@ -42,7 +42,7 @@ def run(repeat: int = 2, ref_repeat: int = 1, fast: bool = False, device: str = 
     from skimage import data
 
     from facegcn.cli.reconstruct import build_config
-    from facegcn.evaluate.photos import refine_available
+    from facegcn.apps.evaluate.photos import refine_available
     from facegcn.io.image import photo_from_array
     from facegcn.pipeline import Reconstructor
 

@@ -1,4 +1,4 @@
-"""Benchmark of facegcn.io.texture on CPU: vertex-colour bake, photo bake, xatlas UV atlas.
+"""Benchmark of UV baking on CPU: vertex-colour bake, photo bake (facegcn.render), xatlas UV atlas.
 
 Workloads:
 
@@ -45,18 +45,16 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("FACEGCN_CACHE", tempfile.mkdtemp(prefix="facegcn-bench-"))
 
-    from facegcn.io.texture import (
-        bake_from_photo,
-        bake_vertex_colors,
-        fill_gutter,
-        rasterize_uv,
-        uv_atlas,
-    )
+    from facegcn.io.texture import uv_atlas
     from facegcn.morphable import load_model
     from facegcn.render import (
         PerspectiveCamera,
+        bake_from_photo,
+        bake_vertex_colors,
+        fill_gutter,
         interpolate,
         rasterize,
+        rasterize_uv,
         rigid_transform,
         vertex_normals,
         vertex_visibility,

@@ -45,39 +45,11 @@ def _git_commit() -> str | None:
         return None
 
 
-def _views(rec, result, yaws_deg=(-35.0, 0.0, 35.0)) -> np.ndarray:
-    """The fitted face (canonical shape, final albedo) under a fixed light from several yaw angles."""
-    import torch
-
-    from facegcn.morphable import Coefficients
-    from facegcn.render import sh_shading
-
-    c = result.coarse.coeffs
-    syn = rec.fitter.syn
-    sh = torch.zeros(1, 27, device=rec.device)
-    for ch in range(3):  # a soft key light from above (on top of the renderer's ambient term), same for every view
-        sh[0, ch * 9 + 1] = 0.2
-        sh[0, ch * 9 + 2] = 0.3
-        sh[0, ch * 9 + 3] = -0.1
-    albedo = result.albedo.detach().to(rec.device)[None]
-    panels = []
-    for yaw in yaws_deg:
-        ang = torch.tensor([[0.0, math.radians(yaw), 0.0]], device=rec.device)
-        cc = Coefficients(id=c.id, exp=c.exp, tex=c.tex, angles=ang, sh=sh,
-                          trans=torch.tensor([[0.0, 0.0, -3.0]], device=rec.device))  # 3 dm back: the whole head fits
-        with torch.no_grad():
-            st = syn.state(cc, albedo=albedo)
-            col = sh_shading(st.normals, albedo, sh)
-            r = syn.renderer(st.vertices, col, background=1.0)
-        panels.append((r.image[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8))
-    return np.concatenate(panels, axis=1)
-
-
 def _video_strip(rec, work: Path, n_frames: int = 24, picks=(0, 6, 12, 18)) -> tuple[np.ndarray, dict]:
     from PIL import Image
     from skimage import data
 
-    from facegcn.video import VideoOptions, VideoWriter, read_video, reconstruct_video
+    from facegcn.apps.video import VideoOptions, VideoWriter, read_video, reconstruct_video
 
     clip = work / "clip.mp4"
     img = Image.fromarray(data.astronaut())
@@ -113,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     import facegcn
     from facegcn.cli.reconstruct import build_config
     from facegcn.pipeline import Reconstructor
+    from facegcn.pipeline.figures import yaw_views
 
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = build_config(fast=args.fast, refine=not args.no_refine, device=args.device)
@@ -128,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, name in (("figure", "demo_figure.png"), ("overlay", "demo_overlay.png")):
             shutil.copyfile(files[key], args.out / name)
             made[key] = name
-        Image.fromarray(_views(rec, result)).save(args.out / "demo_views.png")
+        Image.fromarray(yaw_views(result)).save(args.out / "demo_views.png")
         made["views"] = "demo_views.png"
         video_info = None
         if args.video:

@@ -1,3 +1,5 @@
+"""``python -m facegcn``: the ``facegcn`` command."""
+
 import sys
 
 from facegcn.cli import main

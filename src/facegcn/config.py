@@ -1,5 +1,10 @@
-"""One typed configuration tree with defaults. CLI flags map onto it; it is saved next to outputs
-as ``config.json``."""
+"""One typed configuration tree with defaults and named presets.
+
+:class:`Config` is the only place that declares a user-facing default; CLI flags map onto it,
+``Config.preset("fast")`` starts from a named preset, and it is saved next to outputs as
+``config.json`` (and read back with :meth:`Config.load`). Stages take their section
+(``cfg.coarse``, ``cfg.refine``...) rather than re-declaring defaults.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,33 @@ from pathlib import Path
 from typing import Any
 
 from facegcn.errors import ConfigError
+
+
+class JsonConfig:
+    """JSON round trip shared by the configuration dataclasses (:class:`Config`, ``TrainConfig``):
+    ``to_dict`` / ``to_json`` (indented, sorted keys) / ``load``; subclasses define ``from_dict``."""
+
+    _what = "config"  # how error messages name the file
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option (tuples stay tuples; :meth:`to_json` writes them as lists)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    def to_json(self) -> str:
+        """Indented JSON with sorted keys (the ``config.json`` written beside outputs)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path: str | Path):
+        """Read a ``config.json``; :class:`~facegcn.errors.ConfigError` when unreadable or invalid."""
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read {cls._what} {path}: {exc}") from None
 
 
 @dataclass
@@ -25,6 +57,8 @@ class CoarseOptions:
     steps_photo: int = 200
     steps_identity: int = 30
     lr: float = 0.08
+    lr_rigid: float = 0.02  # stage-1 (pose only) learning rate
+    identity_every: int = 2  # evaluate the identity term every k-th step of the identity stage
     contour_weight: float = 0.3
     identity_weight: float = 0.2
     photo_weight: float = 1.92
@@ -36,7 +70,7 @@ class RefineOptions:
     enabled: bool = True
     steps: int = 120
     lr: float = 5e-3
-    identity_every: int = 4
+    identity_every: int = 4  # evaluate the identity term every k-th refinement step
 
 
 @dataclass
@@ -47,7 +81,7 @@ class OutputOptions:
 
 
 @dataclass
-class Config:
+class Config(JsonConfig):
     model: str = "ict"
     device: str = "cpu"
     seed: int = 0
@@ -61,22 +95,18 @@ class Config:
     refine: RefineOptions = field(default_factory=RefineOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+    @classmethod
+    def preset(cls, name: str) -> "Config":
+        """A named preset: ``"default"`` (full quality) or ``"fast"`` (fewer optimisation steps, for
+        previews and tests). Returns a new, validated :class:`Config` to adjust further."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(sorted(PRESETS))}")
+        return cls.from_dict(PRESETS[name])
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Inverse of :meth:`to_dict`; omitted options keep their defaults, unknown ones raise."""
         return _build(cls, d, "config")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Config":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config {path}: {exc}") from None
 
     def validate(self) -> "Config":
         if self.frontend.detector not in ("dlib", "mtcnn"):
@@ -89,9 +119,20 @@ class Config:
         for name in ("steps_rigid", "steps_landmark", "steps_photo", "steps_identity"):
             if getattr(self.coarse, name) < 0:
                 raise ConfigError(f"coarse.{name} must be >= 0")
+        if self.threads < 0:
+            raise ConfigError("threads must be >= 0 (0 = torch's default)")
         if self.refine.steps < 0:
             raise ConfigError("refine.steps must be >= 0")
         return self
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {  # preview quality: about a quarter of the optimisation steps, no identity stage
+        "coarse": {"steps_rigid": 30, "steps_landmark": 60, "steps_photo": 40, "steps_identity": 0},
+        "refine": {"steps": 30},
+    },
+}
 
 
 def _build(cls, d: dict[str, Any], where: str):

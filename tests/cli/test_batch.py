@@ -1,4 +1,4 @@
-"""`facegcn batch` and facegcn.batch: inputs, bad files, summary CSV, exit codes, resume, processes, Ray.
+"""`facegcn batch` and facegcn.apps.batch: inputs, bad files, summary CSV, exit codes, resume, processes, Ray.
 
 References: the exit-code contract of facegcn.errors (0 / 7 / first error's code), the one-line
 error rule (no traceback on stderr), and — for the parallel back-ends — the outputs of the plain
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegcn.batch import (
+from facegcn.apps.batch import (
     COLUMNS,
     DONE_MARKER,
     BatchItem,
@@ -126,7 +126,7 @@ def test_unexpected_error_is_one_line_row(tmp_path):
 
 
 def test_report_exit_codes(tmp_path):
-    from facegcn.batch import BatchReport
+    from facegcn.apps.batch import BatchReport
     from facegcn.errors import FaceGCNError, NoFaceError, PartialFailure
 
     ok = {"status": "ok", "exit_code": 0, "message": ""}

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facegcn.batch import DONE_MARKER, SUMMARY_NAME
+from facegcn.apps.batch import DONE_MARKER, SUMMARY_NAME
 
 N_PHOTOS = 4
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}

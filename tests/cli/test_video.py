@@ -1,4 +1,4 @@
-"""`facegcn video` and facegcn.video: a synthetic clip end to end, the filters, the crop changes.
+"""`facegcn video` and facegcn.apps.video: a synthetic clip end to end, the filters, the crop changes.
 
 References: ffmpeg's own frame count of the written video (imageio-ffmpeg's count_frames),
 trimesh's PLY reader for the mesh sequence, the camera's projection for :func:`transfer_pose`
@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from facegcn.cli.reconstruct import build_config
-from facegcn.video import (
+from facegcn.apps.video import (
     EMAFilter,
     OneEuroFilter,
     VideoWriter,

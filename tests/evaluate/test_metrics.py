@@ -129,7 +129,7 @@ def test_vertex_psnr_against_skimage_and_gain():
 @pytest.fixture(scope="module")
 def scene_pair():
     from facegcn.coarse.synthesis import FaceSynthesis
-    from facegcn.evaluate.synthetic import make_scene, scene_observation
+    from facegcn.apps.evaluate.scenes import make_scene, scene_observation
     from facegcn.morphable import load_model
 
     m = load_model("ict")

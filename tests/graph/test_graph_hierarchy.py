@@ -10,7 +10,7 @@ import torch
 
 from facegcn.errors import ConfigError, InputError
 from facegcn.graph import build_hierarchy, closest_points_on_mesh, hierarchy_report
-from facegcn.graph.hierarchy import _closest_point_barycentric
+from facegcn.graph.geometry import _closest_point_barycentric
 from tests.graph.meshes import disk_mesh, sphere_mesh
 
 

@@ -14,15 +14,10 @@ from PIL import Image
 from scipy.ndimage import binary_dilation, map_coordinates
 
 from facegcn.errors import FaceGCNError, InputError
-from facegcn.io.texture import (
-    bake_from_photo,
-    bake_vertex_colors,
-    fill_gutter,
-    sample_texture_at_vertices,
-    uv_atlas,
-    uv_atlas_cache_path,
-)
+from facegcn.io.texture import uv_atlas, uv_atlas_cache_path
 from facegcn.morphable import load_model
+from facegcn.render.bake import bake_vertex_colors, fill_gutter, sample_texture_at_vertices
+from facegcn.render.bake_photo import bake_from_photo
 
 
 # ----------------------------------------------------------------------------- references

@@ -449,7 +449,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
 
     from facegcn.coarse.regressor import CoefficientRegressor
     from facegcn.morphable import load_model
-    from facegcn.train.checkpoint import save_tensors
+    from facegcn.io.weights import save_tensors
 
     d = tmp_path_factory.mktemp("ckpt")
     out = {}

@@ -24,7 +24,7 @@ def gradients(cache: str, regressor: str, rank: int, world: int,
     from facegcn.train.config import TrainConfig
     from facegcn.train.data import FaceDataset
     from facegcn.train.distributed import DistContext
-    from facegcn.train.trainer import CoarseStage, TextureStage
+    from facegcn.train.stages import CoarseStage, TextureStage
 
     cfg = TrainConfig(cache=cache, run_dir="unused", depth=14, width=8, critic_steps=1, device="cpu",
                       gen_K=3, gen_fc_channels=8, gen_decoder_widths=(4, 4, 4, 3),
@@ -66,7 +66,7 @@ def gradients(cache: str, regressor: str, rank: int, world: int,
 def main(cache: str, regressor: str, out_dir: str) -> None:
     import os
 
-    from facegcn.train.checkpoint import save_tensors
+    from facegcn.io.weights import save_tensors
 
     torch.set_num_threads(1)
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])

@@ -83,7 +83,7 @@ def straight_run(cache8, tmp_path_factory):
 
 def all_tensors(run_dir) -> dict[str, dict[str, torch.Tensor]]:
     """Every tensor a run leaves: both training checkpoints and both final weight files."""
-    from facegcn.train.checkpoint import load_tensors
+    from facegcn.io.weights import load_tensors
 
     out = {}
     for rel in ("checkpoints/coarse-last.safetensors", "checkpoints/texture-last.safetensors",

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from facegcn.errors import ModelFileError
-from facegcn.train.checkpoint import load_state, load_tensors, rng_state, save_state, set_rng_state
+from facegcn.io.weights import load_tensors
+from facegcn.train.checkpoint import load_state, rng_state, save_state, set_rng_state
 
 
 def test_optimizer_scheduler_rng_round_trip_exactly(tmp_path):
@@ -62,7 +63,7 @@ def test_optimizer_scheduler_rng_round_trip_exactly(tmp_path):
 
 def test_texture_generator_save_and_load(tmp_path):
     from facegcn.morphable import load_model
-    from facegcn.train.texture import (
+    from facegcn.refine.generator import (
         build_texture_generator,
         generator_config,
         load_texture_generator,
@@ -91,7 +92,7 @@ def test_texture_generator_save_and_load(tmp_path):
     with pytest.raises(ModelFileError):
         load_texture_generator(p, build_texture_generator(m))  # default widths ≠ saved
     reg_like = tmp_path / "reg.safetensors"
-    from facegcn.train.checkpoint import save_tensors
+    from facegcn.io.weights import save_tensors
 
     save_tensors(reg_like, {"a": torch.zeros(1)}, {"kind": "regressor"})
     with pytest.raises(ModelFileError):

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from facegcn.train.checkpoint import load_tensors
+from facegcn.io.weights import load_tensors
 from tests.train.conftest import REPO
 
 

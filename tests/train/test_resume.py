@@ -13,7 +13,8 @@ import time
 import pytest
 
 from facegcn.train.checkpoint import load_state
-from facegcn.train.trainer import checkpoint_path, read_log, train
+from facegcn.train.loop import checkpoint_path
+from facegcn.train.trainer import read_log, train
 from tests.train.conftest import REPO, assert_runs_equal, tiny_config
 
 

@@ -45,7 +45,7 @@ def test_tiny_run_losses_fall_and_outputs_load(cache32, tmp_path):
     assert rc.regressor is not None
     # the generator loads for feed-forward refinement
     from facegcn.morphable import load_model
-    from facegcn.train.texture import load_texture_generator
+    from facegcn.refine.generator import load_texture_generator
 
     gen = load_texture_generator(run / "texture.safetensors", load_model("ict"))
     assert gen.decoder.widths == (4, 4, 4, 3)
@@ -66,7 +66,7 @@ def test_feedforward_texture_on_a_fit(cache8, tmp_path):
     from facegcn.coarse.synthesis import FaceSynthesis
     from facegcn.morphable import load_model
     from facegcn.train.data import FaceDataset
-    from facegcn.train.texture import build_texture_generator, feedforward_texture, generator_config
+    from facegcn.refine.generator import build_texture_generator, feedforward_texture, generator_config
 
     m = load_model("ict")
     syn = FaceSynthesis(m)

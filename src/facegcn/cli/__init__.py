@@ -1,158 +1,25 @@
 """Command-line interface (typer). Thin: parses options, calls library functions, maps errors.
 
-Every :class:`facegcn.errors.FaceGCNError` becomes one line on stderr and its ``exit_code``:
-2 configuration/usage, 3 bad input, 4 no face, 5 bad model/checkpoint file, 6 output not
-writable, 7 partial failure (batch), 130 interrupted. An ``OSError`` that a command did not
-translate is reported the same way (exit 6 when it concerns the output folder given with
-``-o``/``--out`` or is a full/read-only disk). Anything else is a bug: one line on stderr and exit
-code 70 (``EX_SOFTWARE``); set ``FACEGCN_DEBUG=1`` to get the traceback instead. Python warnings
-from libraries are not shown (they would break the one-line contract) unless asked for with
-``python -W ...`` / ``PYTHONWARNINGS`` or ``FACEGCN_DEBUG=1``.
+:mod:`facegcn.cli.app` builds the ``facegcn`` application from one module per command (each with
+a ``register(app)``); :func:`facegcn.cli.runner.run` applies the error → exit-code contract
+described there. :func:`main` and :func:`entry` (the console script) run the application.
 """
 
 from __future__ import annotations
 
-import errno
-import os
 import sys
-import warnings
 
+from facegcn.cli.app import app
+from facegcn.cli.runner import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, run
 
-EXIT_INTERNAL = 70  # sysexits.h EX_SOFTWARE: an unexpected error, i.e. a bug
-EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `facegcn ... | head`
-_OUTPUT_ERRNOS = {errno.ENOSPC, errno.EROFS, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
-
-
-def _error(text: object) -> None:
-    line = f"error: {_one_line(text)}"
-    try:
-        try:
-            print(line, file=sys.stderr, flush=True)
-        except UnicodeEncodeError:  # e.g. a non-UTF-8 file name (surrogate escapes) on a strict stream
-            print(line.encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr, flush=True)
-    except Exception:  # stderr closed: nothing sensible left to do
-        pass
-
-
-class _TolerantStreams:
-    """File names that are not valid UTF-8 reach us as surrogate escapes; printing one to a
-    strict stdout/stderr would fail *after* the work is done. Print them as backslash escapes
-    (what Python's stderr does anyway) for the duration of a command."""
-
-    def __enter__(self):
-        self.saved = []
-        for stream in (sys.stdout, sys.stderr):
-            errors = getattr(stream, "errors", None)
-            if errors == "strict" and hasattr(stream, "reconfigure"):
-                try:
-                    stream.reconfigure(errors="backslashreplace")
-                    self.saved.append((stream, errors))
-                except Exception:
-                    pass
-        return self
-
-    def __exit__(self, *exc):
-        for stream, errors in self.saved:
-            try:
-                stream.reconfigure(errors=errors)
-            except Exception:
-                pass
-        return False
-
-
-def _output_paths(args: list[str]) -> list[str]:
-    """The values of -o/--out in ``args`` (every sub-command that writes files takes one)."""
-    outs = []
-    for i, a in enumerate(args):
-        if a in ("-o", "--out") and i + 1 < len(args):
-            outs.append(args[i + 1])
-        elif a.startswith("--out="):
-            outs.append(a[len("--out="):])
-        elif a.startswith("-o") and len(a) > 2 and not a.startswith("--"):
-            outs.append(a[2:])
-    return outs
-
-
-def _related(a: str, b: str) -> bool:
-    """Whether path ``a`` is ``b``, inside ``b`` or one of ``b``'s parents."""
-    try:
-        x, y = os.path.abspath(a), os.path.abspath(b)
-        return os.path.commonpath([x, y]) in (x, y)
-    except (ValueError, TypeError):
-        return False
-
-
-def _os_error(exc: OSError, args: list[str]) -> tuple[int, str]:
-    from facegcn.errors import OutputError
-    from facegcn.io.atomic import describe_write_error
-
-    names = [os.fsdecode(f) for f in (exc.filename, exc.filename2) if isinstance(f, (str, bytes, os.PathLike))]
-    outs = _output_paths(args)
-    hit = next((n for n in names if any(_related(n, o) for o in outs)), None)
-    if hit is not None or exc.errno in _OUTPUT_ERRNOS:
-        target = hit or (names[0] if names else (outs[0] if outs else "output"))
-        return OutputError.exit_code, describe_write_error(exc, target)
-    where = f"{names[0]}: " if names else ""
-    return EXIT_INTERNAL, f"{where}{exc.strerror or exc} ({type(exc).__name__})"
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "app", "entry", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facegcn.errors import FaceGCNError
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get("FACEGCN_DEBUG", "") not in ("", "0")
-    try:
-        with warnings.catch_warnings(), _TolerantStreams():
-            if not (sys.warnoptions or debug):
-                warnings.simplefilter("ignore")
-            from facegcn.cli.app import app  # not at package import: command modules import facegcn.cli.options
-
-            result = app(args=args, prog_name="facegcn", standalone_mode=False)
-    except FaceGCNError as exc:
-        _error(exc)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        _error("interrupted")
-        return EXIT_INTERRUPTED
-    except SystemExit as exc:  # typer/click exits (e.g. --help)
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except BrokenPipeError:  # stdout closed early: not an error worth a message
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except Exception:
-            pass
-        return EXIT_BROKEN_PIPE
-    except Exception as exc:
-        show = getattr(exc, "show", None)
-        code = getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):  # usage errors from typer's (vendored) click
-            _error(exc.format_message() if hasattr(exc, "format_message") else exc)
-            return 2 if code == 2 else code
-        if type(exc).__name__ == "Abort":
-            _error("aborted")
-            return 1
-        if debug:
-            raise
-        if isinstance(exc, OSError):  # e.g. a folder that could not be created
-            code, msg = _os_error(exc, args)
-            _error(msg)
-            return code
-        if isinstance(exc, MemoryError):
-            _error("out of memory")
-            return EXIT_INTERNAL
-        _error(f"internal error: {type(exc).__name__}: {exc} (set FACEGCN_DEBUG=1 for the traceback)")
-        return EXIT_INTERNAL
-    # without standalone mode, click returns `raise typer.Exit(code)`'s code (or a command's return value)
-    if isinstance(result, int) and not isinstance(result, bool) and 0 <= result <= 255:
-        return result
-    return 0
+    """Run ``facegcn`` with ``argv`` (default: ``sys.argv[1:]``) and return its exit code."""
+    return run(app, argv, prog_name="facegcn")
 
 
 def entry() -> None:  # pragma: no cover - console script
+    """The ``facegcn`` console script: :func:`main`, then exit with its code."""
     sys.exit(main())

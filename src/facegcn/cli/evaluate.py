@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from facegcn.cli import options as opts
+from facegcn.cli.reconstruct import build_config
+from facegcn.errors import ConfigError
 
 
 def evaluate(
@@ -28,8 +30,8 @@ def evaluate(
 ) -> None:
     """Evaluate reconstructions: PSNR / SSIM / L1 / identity / landmark NME per photo (coarse vs refined),
     or geometry (mm) and texture errors against synthetic ground truth (--synthetic N)."""
-    from facegcn.cli.reconstruct import build_config
-    from facegcn.errors import ConfigError
+    # imported here, not at the top: it loads torch (~3 s), which `facegcn --help` must not wait for
+    from facegcn.apps.evaluate import evaluate_folder, run_synthetic
 
     if synthetic < 0:
         raise ConfigError("--synthetic N needs N >= 1")
@@ -41,8 +43,6 @@ def evaluate(
         raise ConfigError("--threads must be >= 0")
     cfg.threads = threads
     if synthetic:
-        from facegcn.evaluate.synthetic import run_synthetic
-
         rep = run_synthetic(synthetic, out, cfg, seed=seed, plots=plots, echo=typer.echo)
         typer.echo("")
         typer.echo(rep.table.rstrip())
@@ -50,8 +50,6 @@ def evaluate(
             typer.echo(f"note: {n}")
         typer.echo(f"synthetic benchmark: {synthetic} image(s) in {rep.wall_s:.1f} s → {out / 'synthetic.md'}")
         return
-    from facegcn.evaluate.photos import evaluate_folder
-
     rep = evaluate_folder(photo_dir, out, cfg, plots=plots, echo=typer.echo)
     for n in rep.notes:
         typer.echo(f"note: {n}")
@@ -61,4 +59,4 @@ def evaluate(
 
 def register(app: typer.Typer) -> None:
     """Add the ``evaluate`` command to a typer application."""
-    app.command(name="evaluate")(evaluate)
+    opts.register_command(app, evaluate, "evaluate")

@@ -1,4 +1,9 @@
-"""`facegcn model ...`: inspect, sample and convert morphable models."""
+"""`facegcn model ...`: inspect, sample and convert morphable models. Register on a typer app with
+:func:`register` (a ``model`` sub-application).
+
+The morphable-model, mesh and graph modules are imported inside the commands: they import torch,
+which takes seconds and which ``facegcn --help`` must not wait for.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import json
 from pathlib import Path
 
 import typer
+
+from facegcn.errors import ConfigError
 
 app = typer.Typer(help="Inspect, sample and convert morphable models.", no_args_is_help=True)
 
@@ -84,8 +91,6 @@ def convert_bfm_cmd(
 
 
 def _formats(fmt: str) -> set[str]:
-    from facegcn.errors import ConfigError
-
     formats = {f.strip().lower() for f in fmt.split(",") if f.strip()}
     bad = formats - {"obj", "ply", "glb"}
     if bad or not formats:
@@ -100,7 +105,6 @@ def hierarchy(
     rebuild: bool = typer.Option(False, help="Ignore the cache and rebuild."),
 ) -> None:
     """Build (or load from the cache) the CoMA mesh hierarchy of a model and report it."""
-    from facegcn.errors import ConfigError
     from facegcn.graph import build_hierarchy, hierarchy_report
     from facegcn.morphable import load_model
 
@@ -111,3 +115,10 @@ def hierarchy(
     m = load_model(model)
     h = build_hierarchy(m.mean_shape, m.faces, f, rebuild=rebuild)
     typer.echo(hierarchy_report(h))
+
+
+def register(parent: typer.Typer) -> None:
+    """Add the ``model`` sub-application to ``parent`` (idempotent)."""
+    if any(g.typer_instance is app for g in parent.registered_groups):
+        return
+    parent.add_typer(app, name="model")

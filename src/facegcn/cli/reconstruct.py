@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from facegcn.cli import options as opts
 from facegcn.config import Config
 
 
@@ -22,20 +23,21 @@ def build_config(
     fast: bool = False,
     threads: int = 1,
 ) -> Config:
-    cfg = Config(model=model, device=device, checkpoint=checkpoint, progress=not quiet, threads=threads)
+    """The :class:`Config` that the pipeline commands' flags describe (``fast`` = the ``"fast"`` preset)."""
+    cfg = Config.preset("fast" if fast else "default")
+    cfg.model, cfg.device, cfg.checkpoint, cfg.progress, cfg.threads = model, device, checkpoint, not quiet, threads
     cfg.frontend.detector = detector
     cfg.frontend.all_faces = all_faces
     cfg.refine.enabled = refine
     cfg.output.formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     cfg.output.texture_size = texture_size
-    if fast:  # fewer optimisation steps (tests, previews)
-        cfg.coarse.steps_rigid, cfg.coarse.steps_landmark = 30, 60
-        cfg.coarse.steps_photo, cfg.coarse.steps_identity = 40, 0
-        cfg.refine.steps = 30
     return cfg.validate()
 
 
 def run(photos: list[Path], out: Path, cfg: Config) -> int:
+    """Reconstruct ``photos`` into ``out`` (one photo → ``out/``, several → ``out/<stem>/``; several
+    faces → ``face_<i>/`` below that) and print one line per face."""
+    # imported here, not at the top: they load torch (~3 s), which `facegcn --help` must not wait for
     from facegcn.io.image import load_image
     from facegcn.pipeline import Reconstructor
 
@@ -53,3 +55,29 @@ def run(photos: list[Path], out: Path, cfg: Config) -> int:
             typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
                        f"{extra}, {r.timings['total_s']:.1f} s")
     return 0
+
+
+def reconstruct(
+    photos: list[Path] = typer.Argument(..., help="Photo file(s)."),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
+    model: str = opts.MODEL,
+    detector: str = opts.DETECTOR,
+    all_faces: bool = typer.Option(False, "--all-faces", help="Reconstruct every face, not only the best one."),
+    checkpoint: str = opts.CHECKPOINT,
+    refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
+    fmt: str = opts.FORMAT,
+    texture_size: int = opts.TEXTURE_SIZE,
+    device: str = opts.DEVICE,
+    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    threads: int = typer.Option(1, help="CPU threads (0 = torch default); 1 is fastest on small/shared CPUs."),
+) -> None:
+    """Reconstruct 3D faces from photos: meshes, coeffs.json, figures and a report per face."""
+    cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast,
+                       threads)
+    run(photos, out, cfg)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``reconstruct`` command to a typer application."""
+    opts.register_command(app, reconstruct, "reconstruct")

@@ -1,19 +1,23 @@
 """`facegcn prepare` and `facegcn train`: build the training cache and train the networks.
 
 ``register(app)`` adds both commands to a typer app (the main CLI, or the stand-alone
-``python -m facegcn.train`` used by ``torchrun``).
+``python -m facegcn.train`` used by ``torchrun``). The cache builder and the trainer are imported
+inside the commands: they import torch, which ``facegcn --help`` must not wait for.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
 
+from facegcn.cli.options import register_command
+from facegcn.errors import ConfigError
+from facegcn.train.config import TrainConfig
+
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
-    from facegcn.errors import ConfigError
-
     try:
         vals = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -34,7 +38,7 @@ def prepare_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Detect, align, landmark, segment and embed every photo into a sharded training cache."""
-    from facegcn.train.prepare import prepare_cache
+    from facegcn.train.prepare import prepare_cache  # torch
 
     s = prepare_cache(photo_dir, out, shard_size=shard_size, held_out=held_out, seed=seed, detector=detector,
                       identity=None if no_identity else "port", progress=not quiet)
@@ -86,8 +90,7 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train the coefficient regressor (stage 1) and/or the GCN texture generator (stage 2)."""
-    from facegcn.train.config import TrainConfig
-    from facegcn.train.trainer import train
+    from facegcn.train.trainer import train  # torch
 
     cfg = TrainConfig(
         cache=str(cache), run_dir=str(out), stage=stage, epochs=epochs, coarse_epochs=coarse_epochs,
@@ -102,8 +105,6 @@ def train_cmd(
         image_every=image_every, eval=not no_eval, progress=not quiet,
     )
     res = train(cfg, resume=resume)
-    import os
-
     if int(os.environ.get("RANK", "0")) != 0:
         return
     for r in res["stages"]:
@@ -114,6 +115,6 @@ def train_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `prepare` and `train` to ``app``."""
-    app.command("prepare")(prepare_cmd)
-    app.command("train")(train_cmd)
+    """Add `prepare` and `train` to ``app`` (idempotent)."""
+    register_command(app, prepare_cmd, "prepare")
+    register_command(app, train_cmd, "train")

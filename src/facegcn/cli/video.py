@@ -1,6 +1,6 @@
 """`facegcn video`: a clip → smoothed per-frame meshes, a side-by-side video, tracking.json.
 
-Thin: options → :class:`facegcn.video.VideoOptions` → :func:`facegcn.video.reconstruct_video`.
+Thin: options → :class:`facegcn.apps.video.VideoOptions` → :func:`facegcn.apps.video.reconstruct_video`.
 Register on a typer app with :func:`register`.
 """
 
@@ -12,7 +12,7 @@ import typer
 
 from facegcn.cli import options as opts
 
-from facegcn.cli.batch import config_from_options
+from facegcn.cli.configure import config_from_options
 
 
 def video(
@@ -43,18 +43,18 @@ def video(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Reconstruct a face video: shared identity, tracked and smoothed pose/expression, mesh sequence."""
+    # deferred: importing the pipeline loads torch, which `facegcn --help` should not wait for
+    from facegcn.apps.video import VideoOptions, probe_video, reconstruct_video
+    from facegcn.coarse.track import TrackConfig
     from facegcn.pipeline import Reconstructor
-    from facegcn.video import VideoOptions, reconstruct_video
 
-    opts = VideoOptions(key_frames=key_frames, track_steps=track_steps, photo_steps=photo_steps,
+    opts = VideoOptions(key_frames=key_frames, track=TrackConfig(track_steps=track_steps, photo_steps=photo_steps),
                         smoothing=smoothing.lower(), min_cutoff=min_cutoff, beta=beta, ema_alpha=ema_alpha,
                         max_frames=max_frames, stride=stride, max_side=max_side, mesh_format=mesh_format.lower(),
                         posed=posed, side_by_side=side_by_side, fps=fps).validate()
     cfg = config_from_options(config_file=config_file, model=model, detector=detector, all_faces=False,
                               checkpoint=checkpoint, refine=refine, fmt="obj,ply,glb", texture_size=texture_size,
                               device=device, quiet=quiet, fast=fast)
-    from facegcn.video import probe_video
-
     probe_video(source)  # a bad file fails here, before the models load (one-line InputError)
     rec = Reconstructor(cfg)
     res = reconstruct_video(rec, source, out, opts, progress=not quiet)

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from facegcn.coarse.losses import CoarseLoss, CoarseWeights
 from facegcn.config import CoarseOptions
+from facegcn.frontend.identity import IdentityEncoder, canonical_chip_transform
 from facegcn.coarse.synthesis import FaceState, FaceSynthesis
 from facegcn.morphable import Coefficients, MorphableModel
 from facegcn.render import Rendering
@@ -40,15 +41,16 @@ class FitConfig:
     steps_photo: int = _D.steps_photo
     steps_identity: int = _D.steps_identity
     lr: float = _D.lr
-    lr_rigid: float = 0.02
-    identity_every: int = 2  # evaluate the identity term every k-th step of stage 3
+    lr_rigid: float = _D.lr_rigid
+    identity_every: int = _D.identity_every
     weights: CoarseWeights = field(default_factory=lambda: _weights(_D))
     progress: bool = False
 
     @classmethod
     def from_options(cls, o: CoarseOptions, progress: bool = False) -> "FitConfig":
         return cls(steps_rigid=o.steps_rigid, steps_landmark=o.steps_landmark, steps_photo=o.steps_photo,
-                   steps_identity=o.steps_identity, lr=o.lr, weights=_weights(o), progress=progress)
+                   steps_identity=o.steps_identity, lr=o.lr, lr_rigid=o.lr_rigid,
+                   identity_every=o.identity_every, weights=_weights(o), progress=progress)
 
 
 @dataclass
@@ -78,13 +80,22 @@ def _init_rigid(syn: FaceSynthesis, c: Coefficients, lm: torch.Tensor) -> Coeffi
 
 
 class CoarseFitter:
+    """Fits the coarse coefficients of one aligned face image (see the module docstring's stages).
+
+    Args:
+        model: the morphable model.
+        config: step counts, learning rates and loss weights (default :class:`FitConfig`).
+        synthesis: the forward model to fit through (default: a new one for ``model``).
+        identity: the identity network for the identity stage (default: built on first use).
+    """
+
     def __init__(self, model: MorphableModel, config: FitConfig | None = None, synthesis: FaceSynthesis | None = None,
-                 identity_net=None):
+                 identity: IdentityEncoder | None = None):
         self.model = model
         self.cfg = config or FitConfig()
         self.syn = synthesis or FaceSynthesis(model)
         self.loss = CoarseLoss(self.cfg.weights, model.skin_weight)
-        self.identity_net = identity_net
+        self.identity = identity
         self.box_exp = model.name == "ict"  # ARKit blendshape weights are in [0, 1]
 
     def _project(self, x: torch.Tensor) -> None:
@@ -168,9 +179,7 @@ class CoarseFitter:
         return CoarseResult(c, st, r, hist, timings)
 
     def _embed(self, img: torch.Tensor, chip_transform) -> torch.Tensor:
-        from facegcn.frontend.identity import canonical_chip_transform, embed_aligned, load_identity_net
-
-        if self.identity_net is None:
-            self.identity_net = load_identity_net(device=img.device)
+        if self.identity is None:
+            self.identity = IdentityEncoder(device=img.device)
         ct = chip_transform if chip_transform is not None else canonical_chip_transform()
-        return embed_aligned(img.clamp(0, 1), ct, self.identity_net)
+        return self.identity.embed_aligned(img.clamp(0, 1), ct)

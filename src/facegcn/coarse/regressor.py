@@ -1,10 +1,10 @@
 """The paper's coarse CNN: a ResNet-50 that regresses 3DMM coefficients from an aligned 224² crop.
 
-A compact definition of our own (torchvision cannot be installed beside the pinned CPU torch);
-the architecture is the standard ResNet-50 (He et al. 2016, v1.5: stride in the 3×3 conv).
-As in Deep3DFaceRecon, the final layer is zero-initialised so an untrained regressor predicts the
-mean face, and the SH block is offset by the ambient initialisation at use time (see
-:func:`facegcn.render.DEFAULT_SH_INIT`).
+The architecture is the standard ResNet-50 (He et al. 2016, v1.5: stride in the 3×3 conv). As in
+Deep3DFaceRecon, the final layer is zero-initialised so an untrained regressor predicts the mean
+face, and the SH block is offset by the ambient initialisation at use time (see
+:func:`facegcn.render.DEFAULT_SH_INIT`). Weights are saved as ``kind = "regressor"`` safetensors
+files (:mod:`facegcn.io.weights`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from facegcn.errors import ModelFileError
+from facegcn.io.weights import load_module_state, save_module
 from facegcn.morphable.layout import CoeffLayout
 
 # ImageNet statistics: the usual input normalisation for ResNets.
@@ -22,6 +24,17 @@ STD = (0.229, 0.224, 0.225)
 
 
 class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck block: 1×1 → 3×3 (stride) → 1×1 convolutions plus a shortcut.
+
+    Args:
+        cin: input channels.
+        width: channels of the inner convolutions; the block outputs ``width * 4``.
+        stride: stride of the 3×3 convolution (and of the projection shortcut).
+
+    Shapes:
+        input ``(B, cin, H, W)`` float → output ``(B, 4 width, H / stride, W / stride)``.
+    """
+
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1):
@@ -48,6 +61,17 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
+    """Bottleneck ResNet with a linear head (zero-initialised: the output starts at 0).
+
+    Args:
+        layers: blocks per stage (``(3, 4, 6, 3)`` = ResNet-50).
+        out_dim: outputs of the final linear layer.
+        width: channels of the stem (stage ``i`` has inner width ``width * 2**i``).
+
+    Shapes:
+        input ``(B, 3, H, W)`` float (normalised) → output ``(B, out_dim)``.
+    """
+
     def __init__(self, layers=(3, 4, 6, 3), out_dim: int = 257, width: int = 64):
         super().__init__()
         self.stem = nn.Sequential(
@@ -77,7 +101,17 @@ class ResNet(nn.Module):
 
 
 class CoefficientRegressor(nn.Module):
-    """(B, 3, 224, 224) in [0, 1] → (B, layout.total) coefficients in the model's layout."""
+    """Aligned face crops → 3DMM coefficients in a morphable model's layout.
+
+    Args:
+        layout: the :class:`~facegcn.morphable.layout.CoeffLayout` of the output.
+        depth: 50 (the paper), 26 or 14 (smaller ResNets for tests).
+        width: stem channels of the ResNet (64 for the standard one).
+
+    Shapes:
+        input ``(B, 3, 224, 224)`` float RGB in ``[0, 1]`` (ImageNet normalisation is applied
+        inside) → output ``(B, layout.total)`` float, flat coefficients (``layout.split`` them).
+    """
 
     def __init__(self, layout: CoeffLayout, depth: int = 50, width: int = 64):
         super().__init__()
@@ -94,19 +128,37 @@ class CoefficientRegressor(nn.Module):
         return self.net((image - self.mean) / self.std)
 
     def config(self) -> dict:
+        """Constructor options as JSON: ``{"layout": sizes, "depth": int, "width": int}``."""
         return {"layout": self.layout.sizes, "depth": self.depth, "width": self.net.stem[0].out_channels}
 
     def save(self, path: str | Path, extra: dict | None = None) -> Path:
-        from facegcn.train.checkpoint import save_module
+        """Write the weights as a ``kind = "regressor"`` safetensors file (atomic).
 
+        Args:
+            path: the file to write.
+            extra: more JSON metadata (e.g. ``{"trained": {...}}``).
+
+        Returns:
+            ``path`` as a :class:`~pathlib.Path`.
+        """
         return save_module(path, self, {"kind": "regressor", "config": self.config(), **(extra or {})})
 
     @classmethod
     def load(cls, path: str | Path, map_location="cpu") -> "CoefficientRegressor":
-        from facegcn.train.checkpoint import load_module_state
+        """Read a file written by :meth:`save`.
 
-        from facegcn.errors import ModelFileError
+        Args:
+            path: the safetensors file.
+            map_location: device the weights are loaded onto.
 
+        Returns:
+            A new regressor with the saved layout, depth and width, in train mode and on the CPU
+            (``map_location`` is where the file's tensors are read to; move the module yourself).
+
+        Raises:
+            ModelFileError: missing / corrupt file, another kind, non-finite weights, or weights
+                that do not fit the saved configuration.
+        """
         meta, state = load_module_state(path, expect_kind="regressor", map_location=map_location)
         if any(v.is_floating_point() and not torch.isfinite(v).all() for v in state.values()):
             raise ModelFileError(f"{path}: regressor checkpoint contains NaN or infinite weights")

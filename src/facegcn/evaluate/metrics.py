@@ -4,7 +4,7 @@ Conventions: images are float ``(3, H, W)`` tensors in ``[0, 1]`` (renders are c
 ``(H, W)`` / ``(1, H, W)`` with values in ``[0, 1]`` (used as weights; the evaluation mask is the
 render mask ∩ the face mask). Every masked metric returns ``nan`` for an empty mask.
 
-* :func:`masked_psnr` — the pipeline's own (peak 1, MSE over the masked pixels × 3 channels);
+* :func:`masked_psnr` — peak 1, MSE over the masked pixels × 3 channels;
 * :func:`masked_ssim` — SSIM map of the *full* images (Wang et al. 2004: Gaussian window 11,
   σ = 1.5, K1 = 0.01, K2 = 0.03, data range 1, reflect padding; the same map as scikit-image's
   ``structural_similarity(..., gaussian_weights=True, use_sample_covariance=False, full=True)``
@@ -12,12 +12,12 @@ render mask ∩ the face mask). Every masked metric returns ``nan`` for an empty
 * :func:`masked_l1` — mean absolute difference over the masked pixels × 3 channels;
 * :func:`identity_cosine` — cosine of the dlib-ResNet descriptors of two aligned images, both cut
   to the 150² identity chip with the same ``chip_transform`` (:func:`chip_from_aligned`);
-* :func:`landmark_nme` — the pipeline's inter-ocular normalised landmark error;
+* :func:`descriptor_cosine` — cosine between an aligned image's descriptor and a given reference
+  descriptor (e.g. the photo's own, computed by the front-end from the original photo);
+* :func:`landmark_nme` — landmark error normalised by the inter-ocular (outer eye corners) distance;
 * :func:`rigid_aligned_error` — per-vertex distance after the best rotation + translation (Kabsch).
 
-LPIPS is not provided: the ``lpips`` package's wheel ships only its linear calibration layers and
-loads the AlexNet/VGG backbone through torchvision (plus a download), which cannot be installed
-beside the CPU torch build this project pins.
+LPIPS is not provided (see CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import math
 import numpy as np
 import torch
 
-from facegcn.pipeline import landmark_nme, masked_psnr
+from facegcn.frontend.identity import IdentityEncoder
+from facegcn.io.imageops import composite as _composite
 
 __all__ = [
     "masked_psnr",
@@ -37,6 +38,7 @@ __all__ = [
     "error_map",
     "identity_cosine",
     "identity_descriptor",
+    "descriptor_cosine",
     "landmark_nme",
     "rigid_aligned_error",
     "vertex_psnr",
@@ -49,10 +51,35 @@ def _mask2d(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return m.reshape(like.shape[-2:])
 
 
+def masked_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    """PSNR in dB (peak 1) of ``a`` (clamped to [0, 1]) against ``b`` inside ``mask``.
+
+    Shapes: ``a``, ``b`` ``(3, H, W)`` float in [0, 1]; ``mask`` ``(H, W)`` or ``(1, H, W)`` weights.
+    Returns ``nan`` for an empty mask.
+    """
+    m = mask.reshape(1, *a.shape[-2:]).to(a.dtype)
+    n = float(m.sum()) * 3
+    if n == 0:
+        return float("nan")
+    mse = float((((a.clamp(0, 1) - b) ** 2) * m).sum()) / n
+    return float(10 * np.log10(1.0 / max(mse, 1e-12)))
+
+
+def landmark_nme(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean landmark error normalised by the inter-ocular distance (outer eye corners 36, 45).
+
+    Shapes: ``pred``, ``target`` ``(68, 2)`` pixels (Multi-PIE order).
+    """
+    io = float(np.linalg.norm(target[36] - target[45]))
+    return float(np.linalg.norm(pred - target, axis=1).mean() / max(io, 1e-6))
+
+
 def composite(render: torch.Tensor, render_mask: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
-    """The render pasted over the photo: ``render * m + photo * (1 - m)`` (render clamped to [0, 1])."""
-    m = _mask2d(render_mask, photo)[None]
-    return render.to(photo.device, photo.dtype).clamp(0, 1) * m + photo * (1 - m)
+    """The render pasted over the photo: ``render * m + photo * (1 - m)`` (render clamped to [0, 1]).
+
+    Shapes: ``render``, ``photo`` ``(3, H, W)``; ``render_mask`` ``(H, W)`` or ``(1, H, W)``."""
+    render = render.to(photo.device, photo.dtype)
+    return _composite(render, _mask2d(render_mask, photo)[None], photo)
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, sigma: float = 1.5, size: int = 11,
@@ -110,21 +137,30 @@ def error_map(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> np.ndarra
     return np.where(m > 0.5, e, np.nan).astype(np.float32)
 
 
-def identity_descriptor(image: torch.Tensor, chip_transform, net=None) -> torch.Tensor:
-    """dlib-ResNet descriptor (128,) of an aligned ``(3, H, W)`` image through ``chip_transform``."""
-    from facegcn.frontend.identity import embed_aligned, load_identity_net
+def _encoder(encoder: IdentityEncoder | None, image: torch.Tensor) -> IdentityEncoder:
+    return encoder if encoder is not None else IdentityEncoder(device=image.device)
 
-    if net is None:
-        net = load_identity_net(device=image.device)
+
+def identity_descriptor(image: torch.Tensor, chip_transform, encoder: IdentityEncoder | None = None) -> torch.Tensor:
+    """dlib-ResNet descriptor ``(128,)`` of an aligned ``(3, H, W)`` image through ``chip_transform``
+    (the observation's 2×3 chip → aligned affine), without gradients."""
     with torch.no_grad():
-        return embed_aligned(image.detach().clamp(0, 1)[None].float(), chip_transform, net)[0]
+        return _encoder(encoder, image).embed_aligned(image.detach().clamp(0, 1)[None].float(), chip_transform)[0]
 
 
-def identity_cosine(a: torch.Tensor, b: torch.Tensor, chip_transform, net=None) -> float:
-    """Cosine similarity of the identity descriptors of two aligned images (same chip transform)."""
-    fa = identity_descriptor(a, chip_transform, net)
-    fb = identity_descriptor(b, chip_transform, net)
-    return float(torch.nn.functional.cosine_similarity(fa[None], fb[None].to(fa.device))[0])
+def identity_cosine(a: torch.Tensor, b: torch.Tensor, chip_transform, encoder: IdentityEncoder | None = None) -> float:
+    """Cosine similarity of the identity descriptors of two aligned ``(3, H, W)`` images (same chip
+    transform)."""
+    fa = identity_descriptor(a, chip_transform, encoder)
+    return descriptor_cosine(b, fa, chip_transform, encoder)
+
+
+def descriptor_cosine(image: torch.Tensor, reference: torch.Tensor, chip_transform,
+                      encoder: IdentityEncoder | None = None) -> float:
+    """Cosine similarity of an aligned ``(3, H, W)`` image's descriptor and a ``reference (128,)``
+    descriptor (e.g. ``FaceObservation.identity``, the photo's own)."""
+    f = identity_descriptor(image, chip_transform, encoder)
+    return float(torch.nn.functional.cosine_similarity(f[None], reference[None].to(f.device, f.dtype))[0])
 
 
 def rigid_aligned_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -327,3 +327,36 @@ def embed_aligned(
     :func:`canonical_chip_transform`). dlib truncates its chips to uint8; this path does not, which
     changes descriptors by ~1e-3 (cosine > 0.9999)."""
     return embed(chip_from_aligned(img, chip_transform), net)
+
+
+class IdentityEncoder:
+    """The identity network as one object: what every stage that compares faces holds.
+
+    Wraps the ported dlib ResNet (:func:`load_identity_net`, weights shared per device/dtype/file)
+    with the two ways the package feeds it: 150×150 chips cut from a photo, and aligned 224×224
+    images (renders) through a fixed chip transform. Descriptors are 128-d; dlib's decision
+    threshold for "same person" is a Euclidean distance of 0.6.
+
+    Args:
+        device: where the network runs.
+        dtype: ``torch.float32`` (default) or ``torch.float64`` (for gradient checks).
+        dat_path: dlib's ``dlib_face_recognition_resnet_model_v1.dat``; default: the bundled one.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 dat_path: str | Path | None = None):
+        self.net = load_identity_net(device=device, dtype=dtype, dat_path=dat_path)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def embed_chips(self, chips: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Descriptors of chips (see :func:`embed`). Shapes: ``(B, 3, 150, 150)`` float in [0, 1]
+        or ``(B, 150, 150, 3)`` uint8 → ``(B, 128)``."""
+        return embed(chips, self.net)
+
+    def embed_aligned(self, img: torch.Tensor, chip_transform: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Differentiable descriptors of aligned images. Shapes: ``(B, 3, 224, 224)`` float in [0, 1]
+        → ``(B, 128)``; ``chip_transform`` is the observation's 2×3 chip → aligned affine."""
+        return embed_aligned(img, chip_transform, self.net)

@@ -25,6 +25,7 @@ from facegcn.frontend.detect import (
     shape_points,
 )
 from facegcn.frontend.geometry import compose_affine
+from facegcn.frontend.identity import IdentityEncoder, chip_from_photo, face_chip_transform
 from facegcn.frontend.mask import FaceSegmenter, LandmarkSkinSegmenter
 from facegcn.io.image import Photo, load_image
 
@@ -85,8 +86,6 @@ class FaceObservation:
 
 
 def _identity(pixels: np.ndarray, rect, mode: str | None) -> tuple[torch.Tensor, np.ndarray]:
-    from facegcn.frontend.identity import chip_from_photo, embed, load_identity_net
-
     pts5 = shape_points(pixels, rect, "sp5")
     if mode is None:
         return torch.full((128,), float("nan")), pts5
@@ -105,14 +104,13 @@ def _identity(pixels: np.ndarray, rect, mode: str | None) -> tuple[torch.Tensor,
         raise ConfigError(f"unknown identity mode {mode!r} (choose 'port', 'dlib' or None)")
     chip = chip_from_photo(pixels, pts5)
     with torch.no_grad():
-        return embed(chip, load_identity_net())[0].float(), pts5
+        return IdentityEncoder().embed_chips(chip)[0].float(), pts5
 
 
 _DLIB_REC: dict[str, object] = {}
 
 
 def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObservation:
-    from facegcn.frontend.identity import face_chip_transform
 
     px = photo.pixels
     if cand.detector == "mtcnn":

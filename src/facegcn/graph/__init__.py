@@ -14,7 +14,8 @@ from facegcn.graph.cheb_conv import ChebConv, cheb_conv
 from facegcn.graph.critic import ImageCritic, gradient_penalty
 from facegcn.graph.decoder import TextureDecoder
 from facegcn.graph.generator import TextureGenerator
-from facegcn.graph.hierarchy import MeshHierarchy, build_hierarchy, closest_points_on_mesh, hierarchy_report
+from facegcn.graph.geometry import closest_points_on_mesh
+from facegcn.graph.hierarchy import MeshHierarchy, build_hierarchy, hierarchy_report
 from facegcn.graph.laplacian import adjacency, edge_index, mesh_edges, scaled_laplacian
 from facegcn.graph.merger import TextureMerger
 from facegcn.graph.operators import MeshOperators

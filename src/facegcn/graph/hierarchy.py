@@ -11,7 +11,8 @@
    the coarse faces are the simplified connectivity on those kept vertices, which are ordered by
    their fine index. ``down[l]`` (V_{l+1} x V_l) selects them;
 3. ``up[l]`` (V_l x V_{l+1}) holds, for every fine vertex, the barycentric coordinates of its
-   closest point on the coarse surface (closest triangle, exact search) — so a kept vertex gets
+   closest point on the coarse surface (closest triangle, exact search:
+   :func:`facegcn.graph.geometry.closest_points_on_mesh`) — so a kept vertex gets
    weight 1 on itself and a fine vertex lying on the coarse surface is reproduced exactly;
 4. ``laplacians[l]`` is the scaled Laplacian ``L_hat`` of every level (see
    :mod:`facegcn.graph.laplacian`; ``lambda_max = 2`` by default).
@@ -29,145 +30,27 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import fast_simplification
 import numpy as np
 import scipy.sparse as sp
-from scipy.spatial import cKDTree
+import torch
 
+from facegcn.cache import array_digest, cache_dir
 from facegcn.errors import ConfigError, FaceGCNError, ModelFileError
+from facegcn.graph.geometry import closest_points_on_mesh, unique_nearest
 from facegcn.graph.laplacian import check_mesh, mesh_edges, scaled_laplacian
+from facegcn.graph.operators import MeshOperators
+from facegcn.io.atomic import atomic_open
 
-__all__ = ["MeshHierarchy", "build_hierarchy", "hierarchy_report", "closest_points_on_mesh"]
+__all__ = ["MeshHierarchy", "build_hierarchy", "hierarchy_report"]
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
 
-# --------------------------------------------------------------------------------------------
-# geometry helpers
-# --------------------------------------------------------------------------------------------
-
-
-def _closest_point_barycentric(p, a, b, c):
-    """Barycentric coordinates ``(N, 3)`` of the closest point to ``p`` on triangles ``abc``
-    (all ``(N, 3)`` float64), following Ericson, *Real-Time Collision Detection*, 5.1.5."""
-    ab, ac, ap = b - a, c - a, p - a
-    d1 = np.einsum("ij,ij->i", ab, ap)
-    d2 = np.einsum("ij,ij->i", ac, ap)
-    bp = p - b
-    d3 = np.einsum("ij,ij->i", ab, bp)
-    d4 = np.einsum("ij,ij->i", ac, bp)
-    cp = p - c
-    d5 = np.einsum("ij,ij->i", ab, cp)
-    d6 = np.einsum("ij,ij->i", ac, cp)
-    va = d3 * d6 - d5 * d4
-    vb = d5 * d2 - d1 * d6
-    vc = d1 * d4 - d3 * d2
-
-    n = len(p)
-    w = np.zeros((n, 3))
-    done = np.zeros(n, bool)
-
-    def take(mask, *weights):
-        m = mask & ~done
-        for i, wi in enumerate(weights):
-            w[m, i] = wi[m] if np.ndim(wi) else wi
-        done[m] = True
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        take((d1 <= 0) & (d2 <= 0), 1.0, 0.0, 0.0)  # vertex a
-        take((d3 >= 0) & (d4 <= d3), 0.0, 1.0, 0.0)  # vertex b
-        t = d1 / (d1 - d3)
-        take((vc <= 0) & (d1 >= 0) & (d3 <= 0), 1.0 - t, t, 0.0)  # edge ab
-        take((d6 >= 0) & (d5 <= d6), 0.0, 0.0, 1.0)  # vertex c
-        t = d2 / (d2 - d6)
-        take((vb <= 0) & (d2 >= 0) & (d6 <= 0), 1.0 - t, 0.0, t)  # edge ac
-        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        take((va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0), 0.0, 1.0 - t, t)  # edge bc
-        denom = va + vb + vc
-        tv, tw = vb / denom, vc / denom
-        take(np.ones(n, bool), 1.0 - tv - tw, tv, tw)  # interior
-    bad = ~np.all(np.isfinite(w), axis=1)
-    if bad.any():  # degenerate triangle: fall back to its nearest corner
-        dist = np.stack([((p - q) ** 2).sum(1) for q in (a, b, c)], axis=1)[bad]
-        w[bad] = 0.0
-        w[np.flatnonzero(bad), dist.argmin(1)] = 1.0
-    return w
-
-
-def closest_points_on_mesh(points, vertices, faces):
-    """For each point: ``(triangle index, barycentric weights (3,), distance)`` of its closest point on
-    the triangle mesh. Exact: candidates are all triangles whose bounding sphere can beat the best
-    of the 8 triangles with the nearest centroids. Ties go to the lowest triangle index."""
-    points = np.asarray(points, np.float64)
-    vertices = np.asarray(vertices, np.float64)
-    faces = np.asarray(faces, np.int64)
-    tri = vertices[faces]  # (F, 3, 3)
-    centroid = tri.mean(axis=1)
-    radius = np.sqrt(((tri - centroid[:, None]) ** 2).sum(-1)).max(axis=1)
-    tree = cKDTree(centroid)
-
-    def distances(pi, fi):
-        w = _closest_point_barycentric(points[pi], tri[fi, 0], tri[fi, 1], tri[fi, 2])
-        q = np.einsum("ij,ijk->ik", w, tri[fi])
-        return w, np.sqrt(((points[pi] - q) ** 2).sum(1))
-
-    k = min(8, len(faces))
-    _, cand = tree.query(points, k=k)
-    cand = cand.reshape(len(points), k)
-    pi = np.repeat(np.arange(len(points)), k)
-    _, d = distances(pi, cand.ravel())
-    best = d.reshape(-1, k).min(axis=1)
-    # any triangle closer than `best` has its centroid within best + radius_max of the point
-    lists = tree.query_ball_point(points, best + radius.max() + 1e-12, return_sorted=True)
-    lens = np.array([len(x) for x in lists])
-    pi = np.repeat(np.arange(len(points)), lens)
-    fi = np.concatenate([np.asarray(x, np.int64) for x in lists]) if len(pi) else np.zeros(0, np.int64)
-    gap = np.sqrt(((points[pi] - centroid[fi]) ** 2).sum(1)) - radius[fi]
-    keep = gap <= best[pi] + 1e-12
-    pi, fi = pi[keep], fi[keep]
-    w, d = distances(pi, fi)
-    order = np.lexsort((fi, d, pi))
-    first = np.ones(len(order), bool)
-    first[1:] = pi[order][1:] != pi[order][:-1]
-    sel = order[first]
-    assert np.array_equal(pi[sel], np.arange(len(points)))
-    return fi[sel], w[sel], d[sel]
-
-
-def _unique_nearest(query, targets) -> np.ndarray:
-    """Map each query point to a distinct target index, nearest first (greedy by distance)."""
-    nq, nt = len(query), len(targets)
-    if nq > nt:
-        raise ConfigError(f"cannot map {nq} simplified vertices onto {nt} original ones")
-    tree = cKDTree(targets)
-    assign = np.full(nq, -1, np.int64)
-    used = np.zeros(nt, bool)
-    k = min(8, nt)
-    while True:
-        todo = np.flatnonzero(assign < 0)
-        if len(todo) == 0:
-            return assign
-        d, j = tree.query(query[todo], k=k)
-        d, j = d.reshape(len(todo), k), j.reshape(len(todo), k)
-        qi = np.repeat(todo, k)
-        d, j = d.ravel(), j.ravel()
-        order = np.lexsort((j, qi, d))
-        for q_, t_ in zip(qi[order].tolist(), j[order].tolist()):
-            if assign[q_] < 0 and not used[t_]:
-                assign[q_] = t_
-                used[t_] = True
-        if k == nt:
-            # every remaining query saw all targets: cannot happen while nq <= nt
-            if (assign < 0).any():  # pragma: no cover
-                raise FaceGCNError("internal error: unique nearest-vertex assignment failed")
-        k = min(nt, k * 4)
-
-
 def _simplify_to(vertices, faces, n_target: int):
     """Quadric-error simplification (fast_simplification) to the vertex count closest to n_target."""
-    import fast_simplification
-
     nv = len(vertices)
     nf = len(faces)
     cache: dict[int, tuple] = {}
@@ -240,6 +123,7 @@ class MeshHierarchy:
 
     @property
     def sizes(self) -> tuple[int, ...]:
+        """Vertex count of every level, ``(V_0, ..., V_L)``."""
         return tuple(len(v) for v in self.vertices)
 
     @cached_property
@@ -253,18 +137,16 @@ class MeshHierarchy:
         return tuple(out)
 
     def laplacian(self, level: int) -> sp.csr_matrix:
+        """Scaled Laplacian ``L_hat`` of one level: ``(V_l, V_l)`` float CSR matrix."""
         return self.laplacians[level]
 
-    def operators(self):
-        """Torch module with every level's Laplacian and the down/up-sampling matrices."""
-        from facegcn.graph.operators import MeshOperators
-
+    def operators(self) -> MeshOperators:
+        """Torch module with every level's Laplacian and the down/up-sampling matrices (float32,
+        CPU; move it like any module)."""
         return MeshOperators.from_hierarchy(self)
 
 
 def _params_tag(factors) -> str:
-    import fast_simplification
-
     ver = getattr(fast_simplification, "__version__", "?")
     return f"facegcn-hierarchy-v{FORMAT_VERSION};factors={','.join(map(str, factors))};fast_simplification={ver}"
 
@@ -281,7 +163,7 @@ def _build_levels(v0: np.ndarray, f0: np.ndarray, factors) -> dict:
         if abs(len(ps) - n_target) > 0.01 * n_target:
             log.warning("level %d: simplification reached %d vertices for a target of %d "
                         "(the mesh resists further decimation)", len(vertices), len(ps), n_target)
-        nearest = _unique_nearest(ps, v)
+        nearest = unique_nearest(ps, v)
         k = np.sort(nearest)
         fc = np.searchsorted(k, nearest)[fs]
         # drop degenerate / duplicate triangles, keep first occurrences (deterministic order)
@@ -311,8 +193,6 @@ def _build_levels(v0: np.ndarray, f0: np.ndarray, factors) -> dict:
 
 
 def _save(path: Path, levels: dict) -> None:
-    from facegcn.io.atomic import atomic_open
-
     arrays = {"format_version": np.array(FORMAT_VERSION), "num_levels": np.array(len(levels["vertices"])),
               "targets": np.asarray(levels["targets"], np.int64)}
     for l, (v, f) in enumerate(zip(levels["vertices"], levels["faces"])):
@@ -353,24 +233,46 @@ def _load(path: Path, v0: np.ndarray, f0: np.ndarray, n_steps: int) -> dict:
     return dict(vertices=vertices, faces=faces, kept=kept, up=ups, up_distance=dists, targets=targets)
 
 
+def _cached_levels(digest: str, v0: np.ndarray, f: np.ndarray, factors: tuple, rebuild: bool):
+    """``(levels or None, cache path or None)``: the cached levels of this mesh, when readable."""
+    try:
+        path = cache_dir("hierarchy") / f"{digest}.npz"
+    except OSError as exc:
+        log.warning("hierarchy cache unavailable (%s); building without it", exc)
+        return None, None
+    if path.is_file() and not rebuild:
+        try:
+            return _load(path, v0, f, len(factors)), path
+        except Exception as exc:  # unreadable / truncated / stale: rebuild
+            log.warning("ignoring hierarchy cache %s (%s); rebuilding", path, exc)
+    return None, path
+
+
 def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float | str = 2.0,
                     cache: bool = True, rebuild: bool = False) -> MeshHierarchy:
     """Build (or load from the cache) the CoMA-style hierarchy of a triangle mesh.
 
-    ``vertices`` (V, 3) and ``faces`` (F, 3) as numpy arrays or torch tensors; ``factors`` the
-    down-sampling factor of each step (default four steps of 4, as in the paper);
-    ``lambda_max`` for the scaled Laplacians (2.0 or ``"compute"``). ``cache=False`` neither reads
-    nor writes the on-disk cache; ``rebuild=True`` ignores a cached file and overwrites it.
-    """
-    try:
-        import torch
+    Args:
+        vertices: ``(V, 3)`` float mesh vertices (numpy or torch; normalised to float32 first, so
+            the same mesh in another dtype hits the same cache entry).
+        faces: ``(F, 3)`` integer triangles (numpy or torch).
+        factors: the down-sampling factor (>= 2) of each step; default four steps of 4, as in the
+            paper.
+        lambda_max: for the scaled Laplacians, ``2.0`` or ``"compute"`` (largest eigenvalue).
+        cache: read / write the ``.npz`` in ``cache_dir("hierarchy")``; ``False`` neither reads
+            nor writes it.
+        rebuild: ignore a cached file and overwrite it.
 
-        if isinstance(vertices, torch.Tensor):
-            vertices = vertices.detach().cpu().numpy()
-        if isinstance(faces, torch.Tensor):
-            faces = faces.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
+    Returns:
+        The :class:`MeshHierarchy` with ``len(factors) + 1`` levels (level 0 = the input mesh).
+
+    Raises:
+        ConfigError: bad factors, or a mesh too small for that many steps.
+    """
+    if isinstance(vertices, torch.Tensor):
+        vertices = vertices.detach().cpu().numpy()
+    if isinstance(faces, torch.Tensor):
+        faces = faces.detach().cpu().numpy()
     try:
         factors = tuple(int(f) for f in factors)
     except (TypeError, ValueError):
@@ -383,22 +285,7 @@ def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float 
     v0 = v32.astype(np.float64)
     digest = _digest(v32, f, factors)
 
-    path = None
-    levels = None
-    if cache:
-        from facegcn.cache import cache_dir
-
-        try:
-            path = cache_dir("hierarchy") / f"{digest}.npz"
-        except OSError as exc:
-            log.warning("hierarchy cache unavailable (%s); building without it", exc)
-            path = None
-        if path is not None and path.is_file() and not rebuild:
-            try:
-                levels = _load(path, v0, f, len(factors))
-            except Exception as exc:  # unreadable / truncated / stale: rebuild
-                log.warning("ignoring hierarchy cache %s (%s); rebuilding", path, exc)
-                levels = None
+    levels, path = _cached_levels(digest, v0, f, factors, rebuild) if cache else (None, None)
     from_cache = levels is not None
     if levels is None:
         levels = _build_levels(v0, f, factors)
@@ -408,7 +295,12 @@ def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float 
             except (OSError, FaceGCNError) as exc:
                 log.warning("could not write hierarchy cache %s (%s)", path, exc)
                 path = None
+    return _assemble(levels, factors, digest, lambda_max, path, from_cache)
 
+
+def _assemble(levels: dict, factors: tuple, digest: str, lambda_max: float | str, path: Path | None,
+              from_cache: bool) -> MeshHierarchy:
+    """The :class:`MeshHierarchy` of built or loaded levels, with every level's scaled Laplacian."""
     laps, lams = [], []
     for lv, lf in zip(levels["vertices"], levels["faces"]):
         lap, lam = scaled_laplacian(lf, len(lv), lambda_max)
@@ -432,13 +324,19 @@ def build_hierarchy(vertices, faces, factors=(4, 4, 4, 4), *, lambda_max: float 
 
 
 def _digest(v32: np.ndarray, f: np.ndarray, factors) -> str:
-    from facegcn.cache import array_digest
-
     return array_digest(v32, f, extra=_params_tag(factors))
 
 
 def hierarchy_report(h: MeshHierarchy) -> str:
-    """Human-readable summary of a hierarchy (for ``facegcn model hierarchy``)."""
+    """Human-readable summary of a hierarchy (for ``facegcn model hierarchy``).
+
+    Args:
+        h: the hierarchy.
+
+    Returns:
+        A multi-line table: per level the vertex count and its target, faces, edges, mean degree,
+        Laplacian non-zeros and ``lambda``, up-sampling non-zeros and distances (mesh units).
+    """
     lam = h.lambda_max if isinstance(h.lambda_max, str) else f"{float(h.lambda_max):g}"
     lines = [
         f"mesh hierarchy {h.digest}: {h.num_levels} levels, factors {'x'.join(map(str, h.factors))}, "

@@ -1,17 +1,9 @@
 """Per-image GCN texture refinement (the default refinement path; no trained weights needed).
 
-After the coarse fit, the paper's generator (decoder on the identity feature + refiner on
-[3DMM albedo, photo colour at the projected vertex, visibility] + merger) is optimised on the one
-photo with the paper's losses: pixel L2 over render mask ∩ face mask, identity (1 − cosine of the
-dlib features of render vs photo), vertex-wise distance to the 3DMM albedo with the decaying
-weight schedule, and the symmetry / skin-variance extras. The adversarial critic is off here
-(it needs a dataset; see :mod:`facegcn.train`).
-
-Output parameterisation: the merger's tanh output ``t`` is a residual on the 3DMM albedo,
-``albedo = A_3dmm + t`` (A_3dmm + tanh, so the output range still covers [0, 1]); with the
-merger's weights starting small this begins at the coarse albedo, which lets 150 Adam steps
-on a CPU reach a sharp texture (an absolute ``(t + 1)/2`` output needs far longer per image).
-Geometry, pose and light stay those of the coarse fit.
+The paper's generator (decoder + refiner + merger) is optimised on one photo after the coarse fit,
+with the paper's pixel, identity and vertex-wise losses plus symmetry and skin-variance terms; its
+tanh output is a residual on the 3DMM albedo. Geometry, pose and light stay the coarse fit's.
+(Why a residual and a warm-up: CONTRIBUTING.md, "Design notes".)
 """
 
 from __future__ import annotations
@@ -22,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from facegcn.config import RefineOptions
+from facegcn.frontend.identity import IdentityEncoder
 from facegcn.graph import TextureGenerator, build_hierarchy
 from facegcn.refine.losses import RefineWeights, refine_objective
 from facegcn.render import sample_image, sh_shading
@@ -57,8 +51,23 @@ def refiner_input(albedo: torch.Tensor, image: torch.Tensor, verts_px: torch.Ten
 
 def refine_texture(model, synthesis, observation, coarse, options=None, *, progress: bool = False,
                    weights: RefineWeights | None = None, generator: TextureGenerator | None = None) -> RefineResult:
-    from facegcn.config import RefineOptions
+    """Optimise the GCN generator on one photo and return the refined per-vertex albedo.
 
+    Args:
+        model: the :class:`~facegcn.morphable.MorphableModel` (its mesh hierarchy is built/cached).
+        synthesis: the :class:`~facegcn.coarse.synthesis.FaceSynthesis` whose renderer is used.
+        observation: the face's :class:`~facegcn.frontend.FaceObservation` (aligned image, mask,
+            identity descriptor).
+        coarse: the :class:`~facegcn.coarse.fit.CoarseResult` (geometry, light, visibility).
+        options: :class:`~facegcn.config.RefineOptions` (steps, learning rate, identity cadence).
+        progress: show a progress bar.
+        weights: loss weights (default :class:`~facegcn.refine.losses.RefineWeights`).
+        generator: a generator to optimise (default: a new one on the model's hierarchy).
+
+    Returns:
+        :class:`RefineResult` with ``albedo (V, 3)`` in [0, 1], ``render (3, 224, 224)`` under the
+        coarse light and pose, the loss history and the seconds taken.
+    """
     opt_cfg = options or RefineOptions()
     w = weights or RefineWeights()
     t0 = time.perf_counter()
@@ -85,13 +94,11 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda i: min(1.0, (i + 1) / 10.0))
     embed_fn = None
     if has_id and w.identity > 0:
-        from facegcn.frontend.identity import embed_aligned, load_identity_net
-
-        net = load_identity_net(device=dev)
+        encoder = IdentityEncoder(device=dev)
         ct = observation.chip_transform
 
         def embed_fn(img):
-            return embed_aligned(img.clamp(0, 1), ct, net)
+            return encoder.embed_aligned(img.clamp(0, 1), ct)
 
     hist: list[dict] = []
     steps = int(opt_cfg.steps)

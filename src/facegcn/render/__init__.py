@@ -10,10 +10,19 @@ Typical use::
 
 Conventions (pixel centres at integer coordinates, no back-face culling, SH layout R|G|B x 9 with
 Deep3DFaceRecon's constants and ambient init) are documented in :mod:`.camera`,
-:mod:`.rasterize` and :mod:`.shading`.
+:mod:`.rasterize` and :mod:`.shading`. UV baking (vertex colours / photo → texture, texture →
+vertex colours; the texel ↔ UV convention) is :mod:`.bake` and :mod:`.bake_photo`.
 """
 
 from facegcn.render._parallel import get_num_threads, set_num_threads
+from facegcn.render.bake import (
+    bake_vertex_colors,
+    fill_gutter,
+    rasterize_uv,
+    sample_texture_at_vertices,
+    uv_to_pixel,
+)
+from facegcn.render.bake_photo import bake_from_photo
 from facegcn.render.camera import PerspectiveCamera, rigid_transform, rotation_matrix
 from facegcn.render.interpolate import antialias, interpolate
 from facegcn.render.rasterize import (
@@ -61,4 +70,10 @@ __all__ = [
     "vertex_normals",
     "get_num_threads",
     "set_num_threads",
+    "bake_from_photo",
+    "bake_vertex_colors",
+    "fill_gutter",
+    "rasterize_uv",
+    "sample_texture_at_vertices",
+    "uv_to_pixel",
 ]

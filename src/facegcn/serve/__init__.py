@@ -1,9 +1,9 @@
 """facegcn.serve: the web demo (``facegcn serve``), a thin Gradio front end over the pipeline.
 
 :mod:`facegcn.serve.app` builds the page and handles requests; :mod:`facegcn.serve.worker` runs
-the reconstruction in a separate, killable process; :mod:`facegcn.serve.cli` holds the command
-(``register(app)`` adds it to a typer app; ``python -m facegcn.serve`` runs it stand-alone).
-Gradio is imported only when the demo is built.
+the reconstruction in a separate, killable process. The command itself is
+:mod:`facegcn.cli.serve`; ``python -m facegcn.serve`` runs it stand-alone. Gradio is imported only
+when the demo is built.
 """
 
 __all__ = ["DemoServer", "ServeOptions", "serve"]

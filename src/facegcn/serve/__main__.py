@@ -1,33 +1,19 @@
-"""``python -m facegcn.serve [OPTIONS]``: the web demo without going through ``facegcn``'s command list."""
+"""``python -m facegcn.serve [OPTIONS]``: the web demo without going through ``facegcn``'s command
+list; same options, messages and exit codes as ``facegcn serve``."""
 
 import sys
 
 import typer
 
-from facegcn.errors import FaceGCNError
+from facegcn.cli import serve as serve_command
+from facegcn.cli.runner import run
 
 
-def main(argv=None) -> int:
-    from facegcn.serve.cli import serve
-
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``serve`` command alone with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-    app.command()(serve)
-    try:
-        app(args=argv, prog_name="facegcn-serve", standalone_mode=False)
-    except FaceGCNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except Exception as exc:  # typer/click usage errors
-        fm = getattr(exc, "format_message", None)
-        if callable(fm):
-            print(f"error: {fm()}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+    serve_command.register(app)  # a single command: typer runs it without a sub-command name
+    return run(app, argv, prog_name="facegcn-serve")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from facegcn.serve.worker import ReconstructionWorker, WorkerCrashed, WorkerTimeout
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,6 +48,8 @@ ELEM = {  # element ids (stable hooks for tests and custom CSS)
 
 @dataclass
 class ServeOptions:
+    """How the demo is served: address, limits (sizes in MB, times in seconds) and folders."""
+
     host: str = "127.0.0.1"
     port: int = 7860
     max_file_mb: float = 20.0
@@ -93,9 +100,7 @@ def _format_metrics(res: dict, notes: list[str]) -> str:
 
 def _user_error(message: str):
     """A one-line error for the page (gr.Error), logged as one line on the server (no traceback)."""
-    import sys
-
-    import gradio as gr
+    import gradio as gr  # lazy everywhere here: optional dependency, and seconds to import
 
     msg = " ".join(str(message).split())
     print(f"facegcn serve: request failed: {msg}", file=sys.stderr, flush=True)
@@ -103,11 +108,15 @@ def _user_error(message: str):
 
 
 class DemoServer:
-    """Owns the temporary root, the worker and the Gradio Blocks."""
+    """Owns the temporary root, the worker and the Gradio Blocks.
+
+    Args:
+        config: the :class:`~facegcn.config.Config` the worker reconstructs with.
+        options: see :class:`ServeOptions` (default: its defaults).
+        worker: stands in for the :class:`~facegcn.serve.worker.ReconstructionWorker` (tests).
+    """
 
     def __init__(self, config, options: ServeOptions | None = None, *, worker=None):
-        from facegcn.serve.worker import ReconstructionWorker
-
         self.opts = options or ServeOptions()
         self.config = config
         root = self.opts.temp_root
@@ -151,8 +160,6 @@ class DemoServer:
         return dst, display
 
     def _run(self, image_path: Path, display: str, job: Path):
-        from facegcn.serve.worker import WorkerCrashed, WorkerTimeout
-
         try:
             ready = self.worker.wait_ready()
             res = self.worker.run({"image": str(image_path), "outdir": str(job / "out")}, timeout=self.opts.timeout_s)
@@ -172,6 +179,8 @@ class DemoServer:
         return f.get("glb"), f.get("coarse"), refined, f.get("figure"), downloads, status, str(job)
 
     def reconstruct_upload(self, upload):
+        """The upload button: ``upload`` is the path Gradio stored the file at. Returns the page's
+        outputs (3D model, coarse and refined previews, figure, downloads, status text, job folder)."""
         if not upload:
             raise _user_error("please choose a photo first")
         job = self._new_job()
@@ -183,7 +192,9 @@ class DemoServer:
             raise
 
     def reconstruct_webcam(self, frame):
-        import numpy as np
+        """The webcam button: ``frame`` is Gradio's ``(H, W, 3 or 4)`` uint8 array; returns the same
+        outputs as :meth:`reconstruct_upload`."""
+        import numpy as np  # lazy: `facegcn --help` imports this module and need not wait for numpy/PIL
         from PIL import Image
 
         if frame is None:
@@ -202,7 +213,7 @@ class DemoServer:
 
     # --------------------------------------------------------------------- layout
     def _build(self):
-        import gradio as gr
+        import gradio as gr  # see _user_error
 
         mb = self.opts.max_file_mb
         with gr.Blocks(title="facegcn — 3D face from one photo", analytics_enabled=False,
@@ -242,7 +253,7 @@ class DemoServer:
     # ----------------------------------------------------------------- lifecycle
     def launch(self, *, block: bool = True, quiet: bool = False):
         """Start serving; with ``block=False`` returns once the server is up (call :meth:`close`)."""
-        import gradio as gr
+        import gradio as gr  # see _user_error
 
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
@@ -252,6 +263,7 @@ class DemoServer:
                                 footer_links=[], theme=theme, inbrowser=False, mcp_server=False)
 
     def close(self) -> None:
+        """Stop serving, stop the worker and delete the temporary root."""
         try:
             self.demo.close()
         except Exception:  # noqa: BLE001 - best effort on shutdown
@@ -261,10 +273,17 @@ class DemoServer:
 
 
 def serve(config, options: ServeOptions | None = None, *, block: bool = True, quiet: bool = False) -> DemoServer:
-    """Build and start the demo. Blocks until interrupted unless ``block=False``."""
-    import signal
-    import threading
+    """Build and start the demo. Blocks until interrupted (Ctrl-C or SIGTERM) unless ``block=False``.
 
+    Args:
+        config: the :class:`~facegcn.config.Config` the worker reconstructs with.
+        options: host, port, limits and folders (default :class:`ServeOptions`).
+        block: serve until interrupted, then clean up; otherwise return once serving.
+        quiet: less console output from Gradio.
+
+    Returns:
+        The running (``block=False``) or closed server.
+    """
     server = DemoServer(config, options)
     if block and threading.current_thread() is threading.main_thread():
         def _stop(signum, frame):  # SIGTERM (e.g. from a service manager): stop like Ctrl-C, clean up

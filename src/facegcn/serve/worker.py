@@ -9,36 +9,44 @@ job folders and plain values cross it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import multiprocessing
 import threading
 import time
 import traceback
+import zipfile
 from pathlib import Path
+
+from facegcn.errors import ConfigError, FaceGCNError
 
 READY_TIMEOUT_S = 600.0  # model loading (first start, cold caches) may take a while
 
 
 class WorkerTimeout(Exception):
-    pass
+    """A job (or the model loading) overran its time limit; the worker process was killed."""
 
 
 class WorkerCrashed(Exception):
-    pass
-
-
-def _composite(render, mask, image):
-    import numpy as np
-
-    out = render.detach().cpu().clamp(0, 1) * mask + image * (1 - mask)
-    return (out.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    """The worker process died (e.g. out of memory); a fresh one is started for the next job."""
 
 
 def run_job(rec, job: dict) -> dict:
-    """The whole job in the worker: reconstruct, write every output, add preview images and a zip."""
-    import zipfile
+    """The whole job, in the worker process: reconstruct, write every output, add the two preview
+    images (render over photo) and a zip of the files.
 
+    Args:
+        rec: the worker's :class:`~facegcn.pipeline.Reconstructor`.
+        job: ``{"image": photo path, "outdir": folder to write}`` (both inside the server's job folder).
+
+    Returns:
+        ``{"ok": True, "files": {kind: path}, "metrics": ..., "timings": ... (seconds, with
+        ``job_s``), "faces": faces found, "refined": bool}``; the most confident face is shown.
+    """
+    # here, not at module top: the web server imports this module, and only the worker process
+    # needs numpy/torch (facegcn.io.image, facegcn.io.imageops)
     from facegcn.io.image import load_image
+    from facegcn.io.imageops import composite, image_to_uint8, write_png
 
     outdir = Path(job["outdir"])
     t0 = time.perf_counter()
@@ -46,16 +54,14 @@ def run_job(rec, job: dict) -> dict:
     results = rec(photo)
     r = results[0]
     files = rec.write(r, outdir)
-    from PIL import Image
-
     obs, co = r.observation, r.coarse
     mask = co.rendering.mask[0].cpu().float()
     img = obs.image.cpu()
-    Image.fromarray(_composite(co.rendering.image[0], mask, img)).save(outdir / "coarse.png")
-    files["coarse"] = str(outdir / "coarse.png")
-    if r.refined_render is not None:
-        Image.fromarray(_composite(r.refined_render, mask, img)).save(outdir / "refined.png")
-        files["refined"] = str(outdir / "refined.png")
+    previews = {"coarse": co.rendering.image[0], "refined": r.refined_render}
+    for kind, render in previews.items():
+        if render is not None:
+            png = write_png(outdir / f"{kind}.png", image_to_uint8(composite(render.detach().cpu(), mask, img)))
+            files[kind] = str(png)
     zpath = outdir.parent / "facegcn-result.zip"
     with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(outdir.iterdir()):
@@ -67,8 +73,7 @@ def run_job(rec, job: dict) -> dict:
 
 
 def refine_available() -> bool:
-    import importlib.util
-
+    """Whether the GCN texture refinement is part of this installation."""
     try:
         return importlib.util.find_spec("facegcn.refine.per_image") is not None
     except (ImportError, ValueError):
@@ -76,13 +81,10 @@ def refine_available() -> bool:
 
 
 def _worker_main(conn, config_json: str, threads: int) -> None:
-    from facegcn.errors import FaceGCNError
-
     try:
-        import torch
+        from facegcn.pipeline.runtime import set_threads  # the worker process only (torch; see run_job)
 
-        if threads:
-            torch.set_num_threads(threads)
+        set_threads(threads)
         from facegcn.config import Config
         from facegcn.pipeline import Reconstructor
 
@@ -123,7 +125,13 @@ class ReconstructionWorker:
     """A child process (spawn) holding a :class:`~facegcn.pipeline.Reconstructor`.
 
     :meth:`run` sends one job and waits at most ``timeout`` seconds (model loading excluded);
-    on timeout the process is killed and a new one started. Thread-safe: jobs are serialised."""
+    on timeout the process is killed and a new one started. Thread-safe: jobs are serialised.
+
+    Args:
+        config_json: the :class:`~facegcn.config.Config` as JSON.
+        threads: torch threads in the worker (0 = torch's default).
+        start: start the process (and the model loading) right away.
+    """
 
     def __init__(self, config_json: str, threads: int = 0, start: bool = True):
         self.config_json = config_json
@@ -171,13 +179,22 @@ class ReconstructionWorker:
                 raise WorkerCrashed("the reconstruction worker stopped while loading the models") from None
             if not msg.get("ready"):
                 self._kill()
-                from facegcn.errors import ConfigError
-
                 raise ConfigError(msg.get("message", "the reconstruction worker could not start"))
             self._ready = msg
         return self._ready
 
     def run(self, job: dict, timeout: float) -> dict:
+        """Run one job (see :func:`run_job`) and return its result dict (``"ok": False`` with
+        ``kind``, ``exit_code`` and ``message`` for a failed reconstruction).
+
+        Args:
+            job: ``{"image": path, "outdir": path}``.
+            timeout: seconds allowed for the job, after the models are loaded.
+
+        Raises:
+            WorkerTimeout: the job overran (the worker was restarted).
+            WorkerCrashed: the worker died during the job (it was restarted).
+        """
         with self._lock:
             self.wait_ready()
             self._conn.send(job)
@@ -193,6 +210,7 @@ class ReconstructionWorker:
                 raise WorkerCrashed("the reconstruction worker stopped unexpectedly (out of memory?)") from None
 
     def close(self) -> None:
+        """Ask the worker to exit, then make sure it has."""
         with self._lock:
             if self._conn is not None and self._proc is not None and self._proc.is_alive():
                 try:

@@ -3,36 +3,30 @@
 * :mod:`~facegcn.train.prepare` — ``facegcn prepare``: photos → sharded safetensors cache;
 * :mod:`~facegcn.train.data` — the cache format and :class:`FaceDataset`;
 * :mod:`~facegcn.train.synthetic` — rendered synthetic caches (exact landmarks / masks);
-* :mod:`~facegcn.train.trainer` — ``facegcn train``: stage 1 (regressor), stage 2 (generator +
-  WGAN-GP critic), exact resume, torchrun data parallelism;
-* :mod:`~facegcn.train.texture` — ``load_texture_generator`` / ``feedforward_texture``;
-* :mod:`~facegcn.train.checkpoint` — pickle-free safetensors checkpoints.
+* :mod:`~facegcn.train.trainer` — ``facegcn train``: :func:`train` over the stages;
+* :mod:`~facegcn.train.stages` — stage 1 (regressor), stage 2 (generator + WGAN-GP critic);
+* :mod:`~facegcn.train.loop` — one stage's epochs, exact resume, torchrun data parallelism;
+* :mod:`~facegcn.train.checkpoint` — pickle-free training-state checkpoints.
 
-Submodules are imported on use (``import facegcn.train.checkpoint`` stays light).
+Trained generators are loaded for inference with :mod:`facegcn.refine.generator`.
 """
 
-__all__ = ["FaceDataset", "TrainConfig", "load_texture_generator", "prepare_cache", "train"]
+import importlib
+
+_EXPORTS = {
+    "FaceDataset": "data",
+    "TrainConfig": "config",
+    "prepare_cache": "prepare",
+    "train": "trainer",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):  # lazy re-exports
-    if name == "FaceDataset":
-        from facegcn.train.data import FaceDataset
-
-        return FaceDataset
-    if name == "TrainConfig":
-        from facegcn.train.config import TrainConfig
-
-        return TrainConfig
-    if name == "load_texture_generator":
-        from facegcn.train.texture import load_texture_generator
-
-        return load_texture_generator
-    if name == "prepare_cache":
-        from facegcn.train.prepare import prepare_cache
-
-        return prepare_cache
-    if name == "train":
-        from facegcn.train.trainer import train
-
-        return train
-    raise AttributeError(name)
+def __getattr__(name):
+    # lazy: ``import facegcn.train.checkpoint`` (or .config) must not load the stages, the graph
+    # networks and the renderer that the trainer pulls in
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{mod}"), name)

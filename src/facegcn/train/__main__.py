@@ -10,6 +10,7 @@ import sys
 import typer
 
 from facegcn.cli.train import register
+from facegcn.errors import FaceGCNError
 
 app = typer.Typer(help="facegcn training: prepare a cache, train the networks.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -17,8 +18,11 @@ register(app)
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facegcn.errors import FaceGCNError
+    """Run one training command; returns the exit status (errors are one line on stderr).
 
+    Args:
+        argv: the arguments after ``python -m facegcn.train`` (default: ``sys.argv[1:]``).
+    """
     try:
         app(args=argv, prog_name="python -m facegcn.train", standalone_mode=False)
     except FaceGCNError as exc:

@@ -1,55 +1,22 @@
-"""Checkpoints as safetensors (no pickle): tensors in the file, JSON metadata in its header.
+"""Training-state checkpoints: models, optimisers, schedulers, RNG states and counters in one
+safetensors file, without pickle.
 
-Writes are atomic (temporary file + rename), so a run killed at any moment leaves the old
-checkpoint or the new one, never a torn file.
+The file format (tensors + JSON header, atomic writes) is :mod:`facegcn.io.weights`; this module
+adds the packing of arbitrary nested training state into it and the global RNG snapshots.
 """
 
 from __future__ import annotations
 
-import json
+import random
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facegcn.errors import ModelFileError
-from facegcn.io.atomic import atomic_write_bytes
+from facegcn.io.weights import load_module_state, save_tensors
 
-META_KEY = "facegcn"
-
-
-def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
-    from safetensors.torch import save
-
-    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    data = save(flat, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
-    return atomic_write_bytes(path, data)
-
-
-def load_tensors(path: str | Path, map_location="cpu") -> tuple[dict, dict[str, torch.Tensor]]:
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"checkpoint not found: {path}")
-    try:
-        with safe_open(str(path), framework="pt", device=str(map_location)) as f:
-            meta = json.loads((f.metadata() or {}).get(META_KEY, "{}"))
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # safetensors raises SafetensorError / OSError / ValueError on garbage
-        raise ModelFileError(f"cannot read checkpoint {path}: not a valid safetensors file ({type(exc).__name__})") from None
-    return meta, tensors
-
-
-def save_module(path: str | Path, module: torch.nn.Module, meta: dict) -> Path:
-    return save_tensors(path, dict(module.state_dict()), meta)
-
-
-def load_module_state(path: str | Path, expect_kind: str | None = None, map_location="cpu"):
-    meta, state = load_tensors(path, map_location)
-    if expect_kind is not None and meta.get("kind") != expect_kind:
-        raise ModelFileError(f"{path} is not a {expect_kind} checkpoint (kind={meta.get('kind')!r})")
-    return meta, state
-
+__all__ = ["load_state", "pack_state", "rng_state", "save_state", "set_rng_state", "unpack_state"]
 
 # ---------------------------------------------------------------------------------------------
 # Training state (optimizers, schedulers, RNG, counters) without pickle.
@@ -64,8 +31,21 @@ _T, _A, _D, _TUP = "__tensor__", "__ndarray__", "__dict__", "__tuple__"
 
 
 def pack_state(obj, tensors: dict[str, torch.Tensor], prefix: str):
-    """JSON-able skeleton of ``obj``; its tensors are added to ``tensors`` under ``prefix/…``."""
-    import numpy as np
+    """Split nested training state into a JSON skeleton and flat tensors.
+
+    Args:
+        obj: dicts / lists / tuples / JSON scalars / tensors / numpy arrays, nested (what
+            ``optimizer.state_dict()``, ``scheduler.state_dict()`` and the RNG getters return).
+        tensors: filled in place: every tensor / array of ``obj`` under ``f"{prefix}/{n}"``.
+        prefix: key prefix of this object's tensors (the section name).
+
+    Returns:
+        The JSON-able skeleton; :func:`unpack_state` turns it back into an object equal to ``obj``.
+
+    Shapes:
+        numpy arrays keep shape and dtype (unsigned wider than 8 bits travel as int64; the dtype
+        is restored on unpacking); tensors are stored as they are (detached).
+    """
 
     def rec(o, path: str):
         if isinstance(o, torch.Tensor):
@@ -95,8 +75,18 @@ def pack_state(obj, tensors: dict[str, torch.Tensor], prefix: str):
 
 
 def unpack_state(skel, tensors: dict[str, torch.Tensor]):
-    """Inverse of :func:`pack_state`."""
-    import numpy as np
+    """Inverse of :func:`pack_state`.
+
+    Args:
+        skel: the skeleton :func:`pack_state` returned (after a JSON round trip).
+        tensors: the tensors it filled (as loaded from the file).
+
+    Returns:
+        The original object (dict keys, tuples and numpy dtypes restored).
+
+    Raises:
+        ModelFileError: the skeleton holds an entry this version does not know.
+    """
 
     def rec(s):
         if isinstance(s, dict):
@@ -121,14 +111,36 @@ def _key(k):
 
 
 def save_state(path: str | Path, sections: dict[str, object], meta: dict) -> Path:
-    """Atomically write named sections (state dicts, optimizer/scheduler states, RNG states …) and
-    JSON ``meta`` to one safetensors file; ``load_state`` gives them back."""
+    """Atomically write named sections of training state and JSON ``meta`` to one safetensors file.
+
+    Args:
+        path: the checkpoint file.
+        sections: name → state (model / optimiser / scheduler state dicts, RNG states, counters),
+            anything :func:`pack_state` takes.
+        meta: JSON metadata; the packed skeletons are added under ``"sections"``.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`; :func:`load_state` gives the sections back.
+    """
     tensors: dict[str, torch.Tensor] = {}
     skel = {name: pack_state(obj, tensors, name) for name, obj in sections.items()}
     return save_tensors(path, tensors, {**meta, "sections": skel})
 
 
 def load_state(path: str | Path, map_location="cpu", expect_kind: str | None = None) -> tuple[dict, dict[str, object]]:
+    """Read a file written by :func:`save_state`.
+
+    Args:
+        path: the checkpoint file.
+        map_location: device its tensors are loaded onto.
+        expect_kind: when given, ``meta["kind"]`` must equal it.
+
+    Returns:
+        ``(meta, sections)``: the metadata without ``"sections"``, and name → unpacked state.
+
+    Raises:
+        ModelFileError: unreadable file, another kind, or a file without training state.
+    """
     meta, tensors = load_module_state(path, expect_kind=expect_kind, map_location=map_location)
     skel = meta.pop("sections", None)
     if not isinstance(skel, dict):
@@ -137,11 +149,15 @@ def load_state(path: str | Path, map_location="cpu", expect_kind: str | None = N
 
 
 def rng_state(cuda: bool | None = None) -> dict:
-    """The global RNG states (torch CPU, CUDA if in use, numpy, Python ``random``)."""
-    import random
+    """Snapshot of the global RNG states.
 
-    import numpy as np
+    Args:
+        cuda: include every CUDA device's state; default: when CUDA is available and initialised.
 
+    Returns:
+        ``{"torch": uint8 tensor, "numpy": np.random state tuple, "python": random state tuple}``
+        plus ``"cuda"``: a list of uint8 tensors, one per device, when included.
+    """
     st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if cuda if cuda is not None else torch.cuda.is_available() and torch.cuda.is_initialized():
         st["cuda"] = torch.cuda.get_rng_state_all()
@@ -149,10 +165,11 @@ def rng_state(cuda: bool | None = None) -> dict:
 
 
 def set_rng_state(st: dict) -> None:
-    import random
+    """Restore a snapshot of :func:`rng_state` (possibly after a checkpoint round trip).
 
-    import numpy as np
-
+    Args:
+        st: the snapshot; its CUDA states are restored only when the device count matches.
+    """
     torch.set_rng_state(st["torch"].cpu().to(torch.uint8))
     np_state = st["numpy"]
     np.random.set_state((np_state[0], np.asarray(np_state[1], np.uint32), *np_state[2:]))

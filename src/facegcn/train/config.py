@@ -1,14 +1,23 @@
-"""``TrainConfig``: every option of ``facegcn train`` (saved as ``RUN_DIR/config.json``)."""
+"""``TrainConfig``: every option of ``facegcn train`` (saved as ``RUN_DIR/config.json``).
+
+Options that mean the same as a per-image pipeline option take their default from
+:mod:`facegcn.config` (``model``, ``seed``, ``progress``, the coarse identity weight). The
+texture-stage loss weights equal the :class:`~facegcn.refine.losses.RefineWeights` defaults.
+Options with the same name but a training-specific default: ``device`` (``"auto"``: CUDA when
+available; the pipeline defaults to the CPU), ``threads`` (0 = torch's default; the pipeline uses
+1) and ``lr`` (Adam on a dataset, not the per-image optimisation).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from facegcn.config import CoarseOptions, Config, JsonConfig
 from facegcn.errors import ConfigError
+
+__all__ = ["RUNTIME_FIELDS", "STAGES", "TrainConfig"]
 
 STAGES = ("coarse", "texture", "both")
 
@@ -21,7 +30,11 @@ RUNTIME_FIELDS = frozenset({
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
+    """The options of a training run (one JSON object; :meth:`differences` decides resumability)."""
+
+    _what = "training config"  # not a field (no annotation): how load() errors name the file
+
     cache: str = ""
     run_dir: str = ""
     stage: str = "both"
@@ -33,19 +46,20 @@ class TrainConfig:
     lr: float = 1e-4
     lr_decay: float = 0.98  # ExponentialLR gamma, stepped once per epoch
     grad_clip: float = 5.0
-    seed: int = 0
+    seed: int = Config.seed
     flip: bool = False
     # coarse regressor
-    model: str = "ict"
+    model: str = Config.model
     depth: int = 50
     width: int = 64
-    coarse_identity_weight: float = 0.2
+    coarse_identity_weight: float = CoarseOptions.identity_weight
     sync_bn: bool = True
     # texture stage
     regressor: str | None = None  # frozen stage-1 regressor (default RUN_DIR/regressor.safetensors)
     critic_steps: int = 5
     gp_lambda: float = 10.0
     adv_weight: float = 1e-3
+    # the loss weights equal RefineWeights' defaults (not imported: this module stays torch-free)
     pixel_weight: float = 20.0
     identity_weight: float = 0.2
     vertex_weight: float = 0.05
@@ -58,9 +72,9 @@ class TrainConfig:
     gen_decoder_widths: tuple[int, ...] = (16, 16, 16, 3)
     gen_refiner_widths: tuple[int, ...] = (16, 32, 32, 16, 3)
     # runtime
-    device: str = "auto"  # auto | cpu | cuda
+    device: str = "auto"  # auto | cpu | cuda (training default; the pipeline's is "cpu")
     amp: bool | None = None  # None: on for CUDA, off on CPU (AMP is never used on CPU)
-    threads: int = 0
+    threads: int = 0  # 0 = torch's default (the pipeline's default is 1)
     workers: int = 0
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in this invocation
     log_every: int = 10
@@ -68,16 +82,23 @@ class TrainConfig:
     image_every: int = 1  # epochs between image grids (0 = never)
     eval: bool = True  # held-out losses at each epoch end
     eval_batches: int = 25
-    progress: bool = True
+    progress: bool = Config.progress
 
     def stage_epochs(self, stage: str) -> int:
+        """Epochs of ``"coarse"`` or ``"texture"`` (its own option, else ``epochs``)."""
         v = self.coarse_epochs if stage == "coarse" else self.texture_epochs
         return int(self.epochs if v is None else v)
 
     def stages(self) -> list[str]:
+        """The stages this run trains, in order."""
         return ["coarse", "texture"] if self.stage == "both" else [self.stage]
 
     def validate(self) -> "TrainConfig":
+        """``self`` when the options are consistent.
+
+        Raises:
+            ConfigError: unknown stage, or an out-of-range option.
+        """
         if self.stage not in STAGES:
             raise ConfigError(f"unknown stage {self.stage!r} (choose coarse, texture or both)")
         if self.batch_size < 1:
@@ -95,26 +116,18 @@ class TrainConfig:
         return self
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (lists become tuples).
+
+        Raises:
+            ConfigError: unknown option names.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         bad = set(d) - names
         if bad:
             raise ConfigError(f"unknown training option(s) {sorted(bad)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TrainConfig":
-        try:
-            return cls.from_dict(json.loads(Path(path).read_text()))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read training config {path}: {exc}") from None
 
     def differences(self, other: "TrainConfig") -> list[str]:
         """Options that change the computation and differ between the two configs."""

@@ -37,9 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from facegcn.errors import ConfigError, ModelFileError
-from facegcn.io.atomic import atomic_write_text
+from facegcn.io.atomic import atomic_write_bytes, atomic_write_text
 
 CACHE_FORMAT = "facegcn-face-cache"
 CACHE_VERSION = 1
@@ -65,17 +67,25 @@ FLIP_68 = np.array(
 
 
 def subseed(*parts) -> int:
-    """A 63-bit seed from any parts (stable across runs, processes and ranks)."""
+    """A 63-bit seed from any parts (stable across runs, processes and ranks).
+
+    Args:
+        parts: anything with a stable ``str`` (joined with ``":"`` and hashed with SHA-256).
+
+    Returns:
+        An int in ``[0, 2**63)``.
+    """
     h = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
     return int.from_bytes(h[:8], "little") & (2**63 - 1)
 
 
 def uniform(*parts) -> float:
-    """A deterministic uniform number in [0, 1) from ``parts`` (see :func:`subseed`)."""
+    """A deterministic uniform number in ``[0, 1)`` (53 bits) from ``parts`` (see :func:`subseed`)."""
     return (subseed(*parts) >> 10) / float(2**53)
 
 
 def split_of(source: str, seed: int, held_out: float) -> str:
+    """``"held_out"`` for a ``held_out`` fraction of sources (seeded hash of the path), else ``"train"``."""
     return "held_out" if uniform("split", seed, source) < held_out else "train"
 
 
@@ -94,6 +104,10 @@ class FaceRow:
 
     @classmethod
     def from_observation(cls, obs) -> "FaceRow":
+        """The row of a front-end :class:`~facegcn.frontend.FaceObservation` (image rounded half
+        up to uint8)."""
+        # ``+ 0.5`` then truncation (round half up) is the cache format; imageops.to_uint8 rounds
+        # half to even and would change the stored images at exact ties
         img = (obs.image.detach().clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
         return cls(
             image=img,
@@ -106,16 +120,23 @@ class FaceRow:
 
 
 def shard_name(k: int) -> str:
+    """Path of shard ``k`` relative to the cache root: ``shards/shard-<k:05d>.safetensors``."""
     return f"{SHARD_DIR}/shard-{k:05d}.safetensors"
 
 
 def write_shard(path: str | Path, rows: list[FaceRow], items: list[dict], meta: dict | None = None) -> Path:
     """Atomically write one shard: stacked tensors of ``rows`` + ``items`` (one per input file:
-    ``{"source", "status": "ok"|"failed", "row"|"error"}``) in the metadata."""
-    from safetensors.torch import save
+    ``{"source", "status": "ok"|"failed", "row"|"error"}``) in the metadata.
 
-    from facegcn.io.atomic import atomic_write_bytes
+    Args:
+        path: the shard file.
+        rows: the faces (tensors are stacked with the dtypes of the module table).
+        items: one entry per input file of the shard, failed ones included.
+        meta: more JSON metadata.
 
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
     n = len(rows)
     S = IMAGE_SIZE
 
@@ -140,8 +161,6 @@ def write_shard(path: str | Path, rows: list[FaceRow], items: list[dict], meta: 
 
 def read_shard_meta(path: str | Path) -> dict | None:
     """The shard's metadata, or None when the file is missing / unreadable / not a shard."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             md = json.loads((f.metadata() or {}).get("facegcn", "{}"))
@@ -154,7 +173,17 @@ def read_shard_meta(path: str | Path) -> dict | None:
 
 def write_index(root: str | Path, shard_metas: list[tuple[str, dict]], *, seed: int, held_out: float,
                 extra: dict | None = None) -> dict:
-    """Build and atomically write ``index.json`` and ``failed.csv`` from the shards' metadata."""
+    """Build and atomically write ``index.json`` and ``failed.csv`` from the shards' metadata.
+
+    Args:
+        root: the cache folder.
+        shard_metas: ``(shard path relative to root, its metadata)`` in shard order.
+        seed, held_out: the train / held-out split (:func:`split_of`).
+        extra: more top-level index entries.
+
+    Returns:
+        The index as written.
+    """
     root = Path(root)
     items, failed, shards = [], [], []
     for name, md in shard_metas:
@@ -188,6 +217,12 @@ def write_index(root: str | Path, shard_metas: list[tuple[str, dict]], *, seed: 
 
 
 def load_index(root: str | Path) -> dict:
+    """Read and check a cache's ``index.json``.
+
+    Raises:
+        ModelFileError: no cache at ``root``, an unreadable index, another format, or a newer
+            cache version.
+    """
     p = Path(root) / INDEX_NAME
     try:
         index = json.loads(p.read_text())
@@ -205,7 +240,12 @@ def load_index(root: str | Path) -> dict:
 # ------------------------------------------------------------------------------------ dataset
 def flip_sample(s: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Mirror a sample left ↔ right: image / masks flipped, landmarks mirrored and re-indexed,
-    chip transform composed with the mirror (the identity chip becomes the mirrored chip)."""
+    chip transform composed with the mirror (the identity chip becomes the mirrored chip).
+
+    Shapes:
+        the :class:`FaceDataset` item layout (image ``(3, H, W)``, masks ``(1, H, W)``, landmarks
+        ``(68, 2)``, chip_transform ``(2, 3)``); returns a new dict, the input is not modified.
+    """
     W = s["image"].shape[-1]
     out = dict(s)
     out["image"] = s["image"].flip(-1)
@@ -259,14 +299,14 @@ class FaceDataset(torch.utils.data.Dataset):
         return st
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of the flip augmentation (call it at the start of every epoch)."""
         self.epoch = int(epoch)
 
     def sources(self) -> list[str]:
+        """The source path of every item of this split, in item order."""
         return [it["source"] for it in self.items]
 
     def _handle(self, k: int):
-        from safetensors import safe_open
-
         if self._pid != os.getpid():  # fresh handles in each DataLoader worker
             self._handles, self._pid = {}, os.getpid()
         h = self._handles.get(k)
@@ -280,6 +320,7 @@ class FaceDataset(torch.utils.data.Dataset):
         return h
 
     def raw(self, i: int) -> dict[str, torch.Tensor]:
+        """Item ``i`` as stored (shard dtypes, no flip, no ``index``)."""
         it = self.items[i]
         h = self._handle(int(it["shard"]))
         r = int(it["row"])

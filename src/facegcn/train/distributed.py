@@ -5,13 +5,11 @@
 GPU. A single process (no ``WORLD_SIZE`` or ``WORLD_SIZE=1``) needs no process group.
 
 Gradients are averaged explicitly with one flattened all-reduce per optimiser step
-(:meth:`DistContext.average_gradients`) — the arithmetic of ``DistributedDataParallel`` — rather
-than by wrapping the modules in DDP: the WGAN-GP critic step runs three critic forwards and a
-double backward (gradient penalty) per update, and the generator step evaluates the critic as a
-frozen loss, neither of which DDP's reducer supports. Parameters are broadcast from rank 0 at the
-start, as DDP does. BatchNorm statistics are synchronised over all ranks with
-:class:`DistBatchNorm2d` (``SyncBatchNorm`` only runs on GPUs; this one also runs on gloo/CPU), so
-``N`` processes with batch ``b`` compute the same gradients as one process with batch ``N·b``.
+(:meth:`DistContext.average_gradients`) — the arithmetic of ``DistributedDataParallel``, without
+wrapping the modules — and parameters are broadcast from rank 0 at the start, as DDP does.
+BatchNorm statistics are synchronised over all ranks with :class:`DistBatchNorm2d` (any backend,
+CPU too), so ``N`` processes with batch ``b`` compute the same gradients as one process with
+batch ``N·b``.
 """
 
 from __future__ import annotations
@@ -23,8 +21,25 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from facegcn.errors import ConfigError
+
+__all__ = ["DistBatchNorm2d", "DistContext", "convert_batchnorm"]
+
 
 class DistContext:
+    """This process's place in a torchrun job (or a single process) and the collectives the
+    trainer uses; each is a no-op (or the identity) in a single process.
+
+    Args:
+        device: ``"auto"`` (CUDA at ``LOCAL_RANK`` when available, else CPU), ``"cpu"``,
+            ``"cuda"`` or ``"cuda:N"``.
+        backend: process-group backend; default nccl on CUDA, gloo on CPU.
+        timeout_s: collective timeout in seconds.
+
+    Raises:
+        ConfigError: CUDA requested but not available.
+    """
+
     def __init__(self, device: str = "auto", backend: str | None = None, timeout_s: float = 1800.0):
         ws = int(os.environ.get("WORLD_SIZE", "1"))
         self.world_size = ws
@@ -32,8 +47,6 @@ class DistContext:
         self.local_rank = int(os.environ.get("LOCAL_RANK", "0")) if ws > 1 else 0
         want_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         if want_cuda and not torch.cuda.is_available():
-            from facegcn.errors import ConfigError
-
             raise ConfigError("--device cuda requested but CUDA is not available")
         if want_cuda:
             idx = self.local_rank if device in ("auto", "cuda") else torch.device(device).index or 0
@@ -52,17 +65,21 @@ class DistContext:
     # ----------------------------------------------------------------- helpers
     @property
     def distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
     @property
     def is_main(self) -> bool:
+        """Rank 0 (the process that writes files and logs)."""
         return self.rank == 0
 
     @property
     def comm_device(self) -> torch.device:
+        """Where collective buffers live: the GPU for nccl, else the CPU."""
         return self.device if dist.is_initialized() and dist.get_backend() == "nccl" else torch.device("cpu")
 
     def barrier(self) -> None:
+        """Wait for every rank."""
         if self.distributed:
             if dist.get_backend() == "nccl":
                 dist.barrier(device_ids=[self.device.index])
@@ -86,6 +103,7 @@ class DistContext:
         return bool(x.item() > 0.5)
 
     def any(self, value: bool) -> bool:
+        """True when ``value`` is true on at least one rank."""
         if not self.distributed:
             return bool(value)
         x = torch.tensor([1.0 if value else 0.0], device=self.comm_device)
@@ -131,6 +149,7 @@ class DistContext:
         return [o.cpu() for o in out]
 
     def close(self) -> None:
+        """Destroy the process group if this context created it."""
         if self.initialized_here and dist.is_initialized():
             dist.destroy_process_group()
             self.initialized_here = False
@@ -138,6 +157,8 @@ class DistContext:
 
 # ------------------------------------------------------------------------------ synced BatchNorm
 def _diff_all_reduce(t: torch.Tensor) -> torch.Tensor:
+    # lazy: torch.distributed.nn is missing from torch builds without distributed support, and
+    # only multi-process runs reach this
     from torch.distributed.nn.functional import all_reduce
 
     return all_reduce(t)

@@ -12,8 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from facegcn.errors import ConfigError, FaceGCNError, InputError
+from facegcn.frontend import FrontendConfig, observe
 from facegcn.train.data import FaceRow, read_shard_meta, shard_name, write_index, write_shard
+
+__all__ = ["IMAGE_EXTENSIONS", "PrepareSummary", "list_photos", "prepare_cache"]
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
@@ -22,6 +27,9 @@ IMAGE_EXTENSIONS = frozenset(
 
 @dataclass
 class PrepareSummary:
+    """What :func:`prepare_cache` did: input files, faces cached / skipped, shards written /
+    reused, and the written index."""
+
     files: int = 0
     ok: int = 0
     failed: int = 0
@@ -31,6 +39,11 @@ class PrepareSummary:
 
 
 def list_photos(photo_dir: str | Path) -> list[Path]:
+    """Image files under ``photo_dir`` (recursive, by extension, case-insensitive), sorted.
+
+    Raises:
+        InputError: ``photo_dir`` is not a folder.
+    """
     root = Path(photo_dir)
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
@@ -38,14 +51,33 @@ def list_photos(photo_dir: str | Path) -> list[Path]:
 
 
 def _default_observe(detector: str, identity: str | None):
-    from facegcn.frontend import FrontendConfig, observe
-
     cfg = FrontendConfig(identity=identity)
 
     def fn(path: Path):
         return observe(path, detector=detector, config=cfg)[0]
 
     return fn
+
+
+def _observe_chunk(root: Path, chunk: list[str], fn: Callable, emit: Callable[[str], None],
+                   bar) -> tuple[list[FaceRow], list[dict]]:
+    """Observe the photos of one shard: the rows of the faces found and one item per file."""
+    rows: list[FaceRow] = []
+    items: list[dict] = []
+    for src in chunk:
+        try:
+            obs = fn(root / src)
+            rows.append(FaceRow.from_observation(obs))
+            items.append({"source": src, "status": "ok", "row": len(rows) - 1})
+        except FaceGCNError as exc:
+            items.append({"source": src, "status": "failed", "error": str(exc)})
+            emit(f"skip {src}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - a bad file must not stop a long run
+            msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+            items.append({"source": src, "status": "failed", "error": msg})
+            emit(f"skip {src}: {msg}")
+        bar.update(1)
+    return rows, items
 
 
 def prepare_cache(
@@ -61,9 +93,28 @@ def prepare_cache(
     log: Callable[[str], None] | None = None,
     observe_fn: Callable | None = None,
 ) -> PrepareSummary:
-    """Detect, align, landmark, segment and embed every photo under ``photo_dir`` into ``out``."""
-    from tqdm.auto import tqdm
+    """Detect, align, landmark, segment and embed every photo under ``photo_dir`` into ``out``.
 
+    Args:
+        photo_dir: the photos (:func:`list_photos`); sources are their paths relative to it.
+        out: the cache folder (created; shards already written for the same files are reused).
+        shard_size: input files per shard.
+        held_out: fraction of faces in the held-out split, in ``[0, 1)``.
+        seed: the split seed.
+        detector: ``"dlib"`` or ``"mtcnn"`` (recorded; a shard of another detector is redone).
+        identity: the front end's identity option (``"port"``: the ported dlib network; ``None``:
+            no descriptors).
+        progress: show a progress bar.
+        log: where skip messages go (default: printed above the bar).
+        observe_fn: ``path → observation`` replacing the front end (tests).
+
+    Returns:
+        A :class:`PrepareSummary`.
+
+    Raises:
+        ConfigError: bad shard size or held-out fraction.
+        InputError: no folder, or no image files in it.
+    """
     if shard_size < 1:
         raise ConfigError("shard size must be at least 1")
     if not 0.0 <= held_out < 1.0:
@@ -89,21 +140,7 @@ def prepare_cache(
             bar.update(len(chunk))
             metas.append((name, md))
             continue
-        rows: list[FaceRow] = []
-        items: list[dict] = []
-        for src in chunk:
-            try:
-                obs = fn(root / src)
-                rows.append(FaceRow.from_observation(obs))
-                items.append({"source": src, "status": "ok", "row": len(rows) - 1})
-            except FaceGCNError as exc:
-                items.append({"source": src, "status": "failed", "error": str(exc)})
-                emit(f"skip {src}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - a bad file must not stop a long run
-                msg = " ".join(f"{type(exc).__name__}: {exc}".split())
-                items.append({"source": src, "status": "failed", "error": msg})
-                emit(f"skip {src}: {msg}")
-            bar.update(1)
+        rows, items = _observe_chunk(root, chunk, fn, emit, bar)
         md = {"format": "facegcn-face-cache", "rows": len(rows), "items": items, "detector": detector}
         write_shard(out / name, rows, items, meta={"detector": detector, "identity": identity})
         summary.shards_written += 1

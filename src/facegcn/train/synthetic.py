@@ -12,11 +12,29 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegcn.coarse.synthesis import FaceSynthesis
+from facegcn.frontend.identity import IdentityEncoder, canonical_chip_transform
+from facegcn.io.imageops import to_uint8
+from facegcn.morphable import load_model
 from facegcn.train.data import FaceRow, shard_name, write_index, write_shard
+
+__all__ = ["make_synthetic_cache", "random_coefficients", "render_synthetic"]
 
 
 def random_coefficients(model, seed: int, batch: int = 1, expression: float = 0.3, pose: float = 0.5):
-    """Random identity / expression / albedo / pose / light (the synthetic ground truth)."""
+    """Random identity / expression / albedo / pose / light (the synthetic ground truth).
+
+    Args:
+        model: the :class:`~facegcn.morphable.MorphableModel` (its coefficient layout).
+        seed: seeds a private generator (the global RNG is not touched).
+        batch: number of faces.
+        expression: expression weights are uniform in ``[0, expression]``.
+        pose: rotation angles are uniform in ``[-pose/2, pose/2]`` radians.
+
+    Returns:
+        The model's split coefficients: id ``N(0, 0.8²)``, tex ``N(0, 0.7²)``, translation uniform
+        in ``[-0.2, 0.2]``, SH ``N(0, 0.1²)``; each a ``(batch, n)`` float32 CPU tensor.
+    """
     L = model.layout
     g = torch.Generator().manual_seed(int(seed))
     c = L.split(torch.zeros(batch, L.total))
@@ -40,8 +58,22 @@ def _background(g: torch.Generator, batch: int, size: int) -> torch.Tensor:
 
 
 def render_synthetic(model, synthesis, seed: int, batch: int):
-    """(images (B,3,224,224) in [0,1] quantised to uint8 steps, landmarks (B,68,2), render masks
-    (B,224,224) bool, coefficients (B,K))."""
+    """Render random faces over smooth random backgrounds.
+
+    Args:
+        model: the morphable model.
+        synthesis: its :class:`~facegcn.coarse.synthesis.FaceSynthesis`.
+        seed: faces from :func:`random_coefficients` with ``seed``, backgrounds with ``seed + 1``.
+        batch: number of faces.
+
+    Returns:
+        ``(images, landmarks, masks, coefficients)``.
+
+    Shapes:
+        images ``(B, 3, 224, 224)`` float32 in ``[0, 1]``, quantised to multiples of 1/255;
+        landmarks ``(B, 68, 2)`` aligned-crop pixels; masks ``(B, 224, 224)`` bool (render
+        coverage); coefficients ``(B, K)`` flat. All on the CPU.
+    """
     c = random_coefficients(model, seed, batch)
     g = torch.Generator().manual_seed(int(seed) + 1)
     with torch.no_grad():
@@ -65,35 +97,40 @@ def make_synthetic_cache(
     identity: bool = False,
     chunk: int = 8,
 ) -> dict:
-    """Render ``n`` random faces into a cache at ``out``; returns the index. ``identity=True``
-    also computes the dlib descriptors of the renders (through the canonical chip transform)."""
-    from facegcn.coarse.synthesis import FaceSynthesis
-    from facegcn.frontend.identity import canonical_chip_transform
-    from facegcn.morphable import load_model
+    """Render random faces into a training cache (the ``prepare`` format plus ``coeffs``).
 
+    Args:
+        out: the cache folder (created).
+        n: number of faces.
+        seed: the chunk starting at face ``s`` renders with seed ``seed * 100003 + s``; also the
+            split seed.
+        model: name of the morphable model.
+        shard_size: rows per shard.
+        held_out: fraction of items in the held-out split.
+        identity: also compute the dlib descriptors of the renders (through the canonical chip
+            transform); otherwise they are NaN.
+        chunk: faces rendered per batch.
+
+    Returns:
+        The cache index (as written to ``index.json``).
+    """
     m = load_model(model)
     syn = FaceSynthesis(m)
     out = Path(out)
     (out / "shards").mkdir(parents=True, exist_ok=True)
     ct = canonical_chip_transform()
-    net = None
-    if identity:
-        from facegcn.frontend.identity import load_identity_net
-
-        net = load_identity_net()
+    encoder = IdentityEncoder() if identity else None
     rows: list[FaceRow] = []
     for start in range(0, n, chunk):
         b = min(chunk, n - start)
         img, lm, mask, coeffs = render_synthetic(m, syn, seed * 100003 + start, b)
         feats = torch.full((b, 128), float("nan"))
-        if net is not None:
-            from facegcn.frontend.identity import embed_aligned
-
+        if encoder is not None:
             with torch.no_grad():
-                feats = embed_aligned(img, ct, net)
+                feats = encoder.embed_aligned(img, ct)
         for i in range(b):
             rows.append(FaceRow(
-                image=(img[i].numpy() * 255 + 0.5).astype(np.uint8),
+                image=to_uint8(img[i].numpy()),  # exact: img holds multiples of 1/255
                 landmarks=lm[i].numpy().astype(np.float32),
                 face_mask=mask[i].numpy(),
                 skin_weight=mask[i].numpy().astype(np.float16),

@@ -1,4 +1,5 @@
-"""`facegcn serve`: the web demo. Register on a typer app with :func:`register`."""
+"""`facegcn serve`: the web demo. Register on a typer app with :func:`register`; ``python -m
+facegcn.serve`` runs this command on its own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from pathlib import Path
 import typer
 
 from facegcn.cli import options as opts
+from facegcn.cli.configure import config_from_options
+from facegcn.serve.app import ServeOptions, serve as run_server
 
 
 def serve(
@@ -28,21 +31,16 @@ def serve(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Less console output."),
 ) -> None:
     """Start the web demo (Gradio) on http://HOST:PORT — upload or webcam photo → 3D face."""
-    from facegcn.cli.batch import config_from_options  # not at import time: facegcn.cli imports this module
-    from facegcn.serve.app import ServeOptions, serve as run_server
-
     cfg = config_from_options(config_file=config_file, model=model, detector=detector, all_faces=False,
                               checkpoint=checkpoint, refine=refine, fmt="obj,ply,glb", texture_size=texture_size,
                               device=device, quiet=True, fast=fast)
-    opts = ServeOptions(host=host, port=port, max_file_mb=max_file_mb, timeout_s=timeout, queue_size=queue_size,
-                        temp_root=str(temp_dir) if temp_dir else None, threads=threads)
+    options = ServeOptions(host=host, port=port, max_file_mb=max_file_mb, timeout_s=timeout, queue_size=queue_size,
+                           temp_root=str(temp_dir) if temp_dir else None, threads=threads)
     if not quiet:
         typer.echo(f"facegcn serve: loading models, then serving on http://{host}:{port} (Ctrl-C stops)", err=True)
-    run_server(cfg, opts, block=True, quiet=quiet)
+    run_server(cfg, options, block=True, quiet=quiet)
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` command to ``app`` (idempotent)."""
-    if any((c.name or getattr(c.callback, "__name__", None)) == "serve" for c in app.registered_commands):
-        return
-    app.command("serve")(serve)
+    opts.register_command(app, serve, "serve")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from facegcn.evaluate.report import (
+from facegcn.apps.evaluate.report import (
     PHOTO_METRICS,
     EvalItem,
     columns_for,

@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from facegcn.evaluate.synthetic import (
-    make_scene,
-    procedural_texture,
-    run_synthetic,
-    sample_coefficients,
-    scene_observation,
-)
-from tests.evaluate.conftest import tiny_config
+from facegcn.apps.evaluate.scenes import make_scene, procedural_texture, sample_coefficients, scene_observation
+from facegcn.apps.evaluate.synthetic import run_synthetic
+from tests.apps.evaluate.conftest import tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ shares the coarse geometry and NME). Outputs in REPORT_DIR: ``report.md``, ``met
 from __future__ import annotations
 
 import importlib.util
-import json
 import re
 import time
 import traceback
@@ -24,7 +23,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facegcn.evaluate.report import PHOTO_METRICS, EvalItem
+from facegcn.apps.evaluate.report import (
+    PHOTO_METRICS,
+    EvalItem,
+    columns_for,
+    markdown_table,
+    mean_row,
+    means_table,
+    plot_contact_sheet,
+    plot_heatmap,
+    plot_metric_bars,
+    table_rows,
+    write_csv,
+)
+from facegcn.config import Config
+from facegcn.errors import FaceGCNError, InputError
+from facegcn.evaluate.metrics import (
+    composite,
+    error_map,
+    identity_cosine,
+    landmark_nme,
+    masked_l1,
+    masked_psnr,
+    masked_ssim,
+)
+from facegcn.frontend.identity import IdentityEncoder
+from facegcn.io.atomic import atomic_write_text
+from facegcn.io.jsonfile import strict_json
+from facegcn.pipeline import Reconstructor
 
 REFINE_MODULE = "facegcn.refine.per_image"
 
@@ -40,8 +66,6 @@ def refine_available() -> bool:
 def prepare_config(cfg):
     """A copy of ``cfg`` with refinement switched off when its module does not exist yet, and the
     notes explaining what was changed."""
-    from facegcn.config import Config
-
     cfg = Config.from_dict(cfg.to_dict()).validate()
     notes: list[str] = []
     if cfg.refine.enabled and cfg.refine.steps > 0 and not refine_available():
@@ -52,25 +76,24 @@ def prepare_config(cfg):
     return cfg, notes
 
 
-def evaluate_reconstruction(rec, net=None, name: str | None = None) -> tuple[dict, EvalItem]:
-    """Metrics row and plot data of one :class:`~facegcn.pipeline.Reconstruction`."""
-    from facegcn.evaluate.metrics import (
-        composite,
-        error_map,
-        identity_cosine,
-        landmark_nme,
-        masked_l1,
-        masked_psnr,
-        masked_ssim,
-    )
-    from facegcn.frontend.identity import load_identity_net
+def evaluate_reconstruction(rec, encoder: IdentityEncoder | None = None, name: str | None = None) -> tuple[dict, EvalItem]:
+    """Metrics row and plot data of one :class:`~facegcn.pipeline.Reconstruction`.
 
+    Args:
+        rec: the reconstruction (best face of a photo).
+        encoder: the identity network (default: a new :class:`IdentityEncoder` on the render's device).
+        name: the row's name (default: the photo's file name).
+
+    Returns:
+        the metrics row (``psnr_*``, ``ssim_*``, ``l1_*``, ``identity_*``, ``nme_*`` for ``coarse``
+        and ``refined``) and the :class:`EvalItem` the plots use.
+    """
     obs, co = rec.observation, rec.coarse
     r = co.rendering
     img = obs.image.detach().float().cpu()
     rmask = r.mask[0, 0].detach().float().cpu()
     mask = rmask * obs.face_mask.float().cpu()
-    net = net if net is not None else load_identity_net(device=r.image.device)
+    encoder = encoder if encoder is not None else IdentityEncoder(device=r.image.device)
     lm_pred = co.state.landmarks[0].detach().cpu().numpy()
     nme = landmark_nme(lm_pred, np.asarray(obs.landmarks))
     renders = {"coarse": r.image[0].detach().float().cpu()}
@@ -86,7 +109,7 @@ def evaluate_reconstruction(rec, net=None, name: str | None = None) -> tuple[dic
         row[f"psnr_{res}"] = masked_psnr(comp, img, mask)
         row[f"ssim_{res}"] = masked_ssim(comp, img, mask)
         row[f"l1_{res}"] = masked_l1(comp, img, mask)
-        row[f"identity_{res}"] = identity_cosine(comp.to(r.image.device), img.to(r.image.device), obs.chip_transform, net)
+        row[f"identity_{res}"] = identity_cosine(comp.to(r.image.device), img.to(r.image.device), obs.chip_transform, encoder)
         row[f"nme_{res}"] = nme  # same geometry for both results
     row["mask_pixels"] = float(mask.sum())
     item = EvalItem(
@@ -104,7 +127,6 @@ def _photo_name(photo) -> str:
 def list_photos(photo_dir: str | Path) -> list[Path]:
     """Every regular, non-hidden file of the folder (not recursive), sorted by name. Non-images are
     kept: they are reported as skipped by the loader."""
-    from facegcn.errors import InputError
 
     d = Path(photo_dir)
     if not d.is_dir():
@@ -131,17 +153,12 @@ class FolderReport:
 
 def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: bool = True, echo=print) -> FolderReport:
     """Reconstruct and evaluate every photo in ``photo_dir``; write the report into ``out_dir``."""
-    from facegcn.errors import FaceGCNError, InputError
-    from facegcn.frontend.identity import load_identity_net
-    from facegcn.pipeline import Reconstructor
-
     t_start = time.perf_counter()
     photos = list_photos(photo_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg, notes = prepare_config(cfg)
     recon = Reconstructor(cfg)
-    net = load_identity_net(device=recon.device)
     rows: list[dict] = []
     items: list[EvalItem] = []
     skipped: list[tuple[str, str]] = []
@@ -149,7 +166,7 @@ def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: b
         t0 = time.perf_counter()
         try:
             results = recon(p)
-            row, item = evaluate_reconstruction(results[0], net=net, name=p.name)
+            row, item = evaluate_reconstruction(results[0], recon.identity, name=p.name)
         except FaceGCNError as exc:
             why = str(exc)
             for prefix in (f"{p}: ", f"{p.name}: "):
@@ -180,20 +197,6 @@ def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: b
 
 
 def write_folder_report(rep: FolderReport, out: Path, cfg, photo_dir, items: list[EvalItem], plots: bool = True) -> None:
-    from facegcn.evaluate.report import (
-        columns_for,
-        markdown_table,
-        mean_row,
-        means_table,
-        plot_contact_sheet,
-        plot_heatmap,
-        plot_metric_bars,
-        table_rows,
-        write_csv,
-    )
-    from facegcn.evaluate.synthetic import clean_json
-    from facegcn.io.atomic import atomic_write_text
-
     cols = columns_for(PHOTO_METRICS)
     files = rep.files
     plot_lines: list[str] = []
@@ -240,4 +243,4 @@ def write_folder_report(rep: FolderReport, out: Path, cfg, photo_dir, items: lis
     doc = {"photo_dir": str(photo_dir), "rows": rep.rows, "means": mean_row(rep.rows, [k for k, _, _ in cols]),
            "skipped": [{"file": n, "reason": w} for n, w in rep.skipped], "notes": rep.notes,
            "refined": rep.refined, "wall_s": rep.wall_s, "config": cfg.to_dict()}
-    files["json"] = str(atomic_write_text(out / "metrics.json", json.dumps(clean_json(doc), indent=1)))
+    files["json"] = str(atomic_write_text(out / "metrics.json", strict_json(doc, indent=1)))

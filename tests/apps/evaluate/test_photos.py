@@ -11,7 +11,7 @@ import typer
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from facegcn.errors import ConfigError, InputError
-from tests.evaluate.conftest import tiny_config
+from tests.apps.evaluate.conftest import tiny_config
 
 
 def _app():
@@ -49,7 +49,7 @@ def test_register_adds_the_command():
 
 
 def test_prepare_config_without_refine_module(monkeypatch):
-    from facegcn.evaluate import photos
+    from facegcn.apps.evaluate import photos
 
     monkeypatch.setattr(photos, "refine_available", lambda: False)
     cfg, notes = photos.prepare_config(tiny_config(refine=True))
@@ -66,7 +66,7 @@ def astronaut_reconstruction():
     from facegcn.pipeline import Reconstructor
 
     cfg = tiny_config(refine=True, photo_steps=15)
-    from facegcn.evaluate.photos import prepare_config
+    from facegcn.apps.evaluate.photos import prepare_config
 
     cfg, _ = prepare_config(cfg)
     rec = Reconstructor(cfg)
@@ -76,7 +76,7 @@ def astronaut_reconstruction():
 @pytest.mark.slow
 def test_metrics_of_a_reconstruction_match_skimage(astronaut_reconstruction):
     from facegcn.evaluate.metrics import composite
-    from facegcn.evaluate.photos import evaluate_reconstruction
+    from facegcn.apps.evaluate.photos import evaluate_reconstruction
 
     rec = astronaut_reconstruction
     row, item = evaluate_reconstruction(rec, name="astro")
@@ -106,7 +106,7 @@ def test_metrics_of_a_reconstruction_match_skimage(astronaut_reconstruction):
 def test_missing_refined_result_leaves_blank_columns(astronaut_reconstruction):
     from dataclasses import replace
 
-    from facegcn.evaluate.photos import evaluate_reconstruction
+    from facegcn.apps.evaluate.photos import evaluate_reconstruction
 
     rec = replace(astronaut_reconstruction, refined_albedo=None, refined_render=None)
     row, item = evaluate_reconstruction(rec, name="astro")
@@ -142,7 +142,7 @@ def test_evaluate_folder_cli(photo_folder, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_evaluate_folder_without_refinement_and_all_bad(tmp_path, photo_folder):
-    from facegcn.evaluate.photos import evaluate_folder
+    from facegcn.apps.evaluate.photos import evaluate_folder
 
     one = tmp_path / "one"
     one.mkdir()

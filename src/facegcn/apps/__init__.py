@@ -1,0 +1,1 @@
+"""User-facing applications built on facegcn.pipeline: batch, video, evaluate."""
