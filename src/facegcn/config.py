@@ -77,6 +77,9 @@ class RefineOptions:
 class OutputOptions:
     formats: tuple[str, ...] = ("obj", "ply", "glb")
     texture_size: int = 1024
+    # "albedo": de-lit photo detail over the GCN albedo; "lit": as photographed; "gcn": the GCN's
+    # per-vertex albedo only (the paper's texture)
+    texture: str = "albedo"
     figures: bool = True
 
 
@@ -114,6 +117,8 @@ class Config(JsonConfig):
         bad = set(self.output.formats) - {"obj", "ply", "glb"}
         if bad or not self.output.formats:
             raise ConfigError(f"unknown output format(s) {sorted(bad)}; choose from obj, ply, glb")
+        if self.output.texture not in ("albedo", "lit", "gcn"):
+            raise ConfigError(f"unknown texture {self.output.texture!r} (choose albedo, lit or gcn)")
         if not 16 <= self.output.texture_size <= 8192:
             raise ConfigError("texture size must be between 16 and 8192")
         for name in ("steps_rigid", "steps_landmark", "steps_photo", "steps_identity"):

@@ -10,6 +10,9 @@ from facegcn.cli import options as opts
 from facegcn.config import Config
 
 
+LOW_PHOTO_SHARE = 0.1  # below this share of photo texels the texture is mostly the model's: say so
+
+
 def build_config(
     model: str = "ict",
     detector: str = "dlib",
@@ -22,6 +25,7 @@ def build_config(
     quiet: bool = False,
     fast: bool = False,
     threads: int = 1,
+    texture: str = "albedo",
 ) -> Config:
     """The :class:`Config` that the pipeline commands' flags describe (``fast`` = the ``"fast"`` preset)."""
     cfg = Config.preset("fast" if fast else "default")
@@ -31,6 +35,7 @@ def build_config(
     cfg.refine.enabled = refine
     cfg.output.formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     cfg.output.texture_size = texture_size
+    cfg.output.texture = texture
     return cfg.validate()
 
 
@@ -54,6 +59,10 @@ def run(photos: list[Path], out: Path, cfg: Config) -> int:
             extra = f", refined PSNR {m['psnr_refined']:.2f} dB" if "psnr_refined" in m else ""
             typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
                        f"{extra}, {r.timings['total_s']:.1f} s")
+            share = m.get("texture_photo_share")
+            if share is not None and share < LOW_PHOTO_SHARE:
+                typer.echo(f"warning: {photo}: only {share:.0%} of the face texture comes from the photo "
+                           "(face occluded or outside the frame?); the rest is the model's albedo", err=True)
     return 0
 
 
@@ -71,10 +80,12 @@ def reconstruct(
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
     threads: int = typer.Option(1, help="CPU threads (0 = torch default); 1 is fastest on small/shared CPUs."),
+    texture: str = typer.Option("albedo", "--texture", help="Texture: albedo (de-lit photo detail, default), "
+                                "lit (as photographed) or gcn (the GCN's per-vertex albedo only)."),
 ) -> None:
     """Reconstruct 3D faces from photos: meshes, coeffs.json, figures and a report per face."""
     cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast,
-                       threads)
+                       threads, texture)
     run(photos, out, cfg)
 
 

@@ -18,13 +18,15 @@ from facegcn.errors import OutputError
 from facegcn.io.atomic import atomic_write_text, describe_write_error
 from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import write_glb, write_obj, write_ply
-from facegcn.render.bake import bake_vertex_colors
+from facegcn.io.textured import Material, TexturedMesh
+from facegcn.io.imageops import to_uint8
+from facegcn.refine.texture_map import compose_texture
 from facegcn.pipeline.figures import write_figures
 
 if TYPE_CHECKING:  # only for annotations: the reconstructor imports this module
     from facegcn.pipeline.reconstructor import Reconstruction
 
-__all__ = ["EXPORT_SCALE", "write_outputs", "canonical_mesh", "bake_texture", "write_meshes",
+__all__ = ["EXPORT_SCALE", "write_outputs", "canonical_mesh", "bake_texture", "export_mesh", "write_meshes",
            "coefficients_document", "report_document"]
 
 EXPORT_SCALE = 0.1  # model decimetres → metres in every exported mesh
@@ -44,32 +46,55 @@ def canonical_mesh(rec: "Reconstruction") -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def bake_texture(rec: "Reconstruction", albedo: np.ndarray, output: OutputOptions) -> np.ndarray | None:
-    """The per-vertex ``albedo (V, 3)`` baked into the model's UV layout: ``(S, S, 3)`` uint8 with
-    ``S = output.texture_size``, or None when the model has no UVs or no textured format (obj,
-    glb) is requested."""
+    """The face's UV texture as ``(S, S, 3)`` uint8 (``S = output.texture_size``, mode
+    ``output.texture``; see :mod:`facegcn.refine.texture_map`) over the per-vertex ``albedo (V, 3)``,
+    or None when the model has no UVs or no textured format (obj, glb) is requested. Reuses the
+    reconstruction's texture when it was made with the same size and mode."""
     m, fm = rec.model, set(output.formats)
     if not m.has_uv or not fm & {"obj", "glb"}:
         return None
-    return bake_vertex_colors(albedo, m.faces.cpu().numpy(), m.uv.cpu().numpy(), m.faces_uv.cpu().numpy(),
-                              size=output.texture_size)
+    tex = rec.texture
+    if tex is None or tex.image.shape[0] != output.texture_size or tex.mode != output.texture:
+        tex = compose_texture(m, rec.synthesis, rec.observation, rec.coarse, rec.photo.pixels,
+                              torch.as_tensor(albedo), output.texture_size, output.texture)
+    return to_uint8(tex.image)
+
+
+def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
+    """The mesh every writer and the fidelity evaluation use: canonical pose, metres, albedo
+    texture (when the model has UVs and a textured format is asked for), vertex colours.
+
+    Returns:
+        a :class:`~facegcn.io.textured.TexturedMesh` whose first material is the face.
+    """
+    m = rec.model
+    verts, normals = canonical_mesh(rec)
+    albedo = rec.albedo.detach().clamp(0, 1).cpu().numpy().astype(np.float32)
+    texture = bake_texture(rec, albedo, output)
+    faces = m.faces.cpu().numpy().astype(np.int64)
+    uv = m.uv.cpu().numpy().astype(np.float32) if m.has_uv else None
+    face_mat = Material("face", faces, m.faces_uv.cpu().numpy().astype(np.int64) if texture is not None else None,
+                        texture)
+    return TexturedMesh(verts.cpu().numpy().astype(np.float32), normals.cpu().numpy().astype(np.float32), albedo,
+                        uv, (face_mat,))
 
 
 def write_meshes(rec: "Reconstruction", outdir: Path, output: OutputOptions) -> dict[str, str]:
     """``mesh.obj`` (+ .mtl + texture), ``mesh.ply`` (vertex colours, normals) and ``mesh.glb``,
     as ``output.formats`` asks. Returns ``{format: path}``."""
-    m, fm = rec.model, set(output.formats)
-    verts, normals = canonical_mesh(rec)
-    albedo = rec.albedo.detach().clamp(0, 1).cpu()
-    texture = bake_texture(rec, albedo.numpy(), output)
-    textured = dict(uv=m.uv, faces_uv=m.faces_uv, texture=texture) if texture is not None else {}
-    colours = None if texture is not None else albedo
+    fm = set(output.formats)
+    mesh = export_mesh(rec, output)
+    face = mesh.materials[0]
+    textured = dict(uv=mesh.uv, faces_uv=face.faces_uv, texture=face.texture) if face.textured else {}
+    colours = None if face.textured else mesh.vertex_colors
     files: dict[str, str] = {}
     if "obj" in fm:
-        files["obj"] = str(write_obj(outdir / "mesh.obj", verts, m.faces, vertex_colors=colours, **textured))
+        files["obj"] = str(write_obj(outdir / "mesh.obj", mesh.vertices, mesh.faces, vertex_colors=colours, **textured))
     if "ply" in fm:
-        files["ply"] = str(write_ply(outdir / "mesh.ply", verts, m.faces, vertex_colors=albedo, normals=normals))
+        files["ply"] = str(write_ply(outdir / "mesh.ply", mesh.vertices, mesh.faces, vertex_colors=mesh.vertex_colors,
+                                     normals=mesh.normals))
     if "glb" in fm:
-        files["glb"] = str(write_glb(outdir / "mesh.glb", verts, m.faces, vertex_colors=colours, **textured))
+        files["glb"] = str(write_glb(outdir / "mesh.glb", mesh.vertices, mesh.faces, vertex_colors=colours, **textured))
     return files
 
 

@@ -12,7 +12,7 @@ import torch
 from facegcn.coarse.fit import CoarseFitter, CoarseResult, FitConfig
 from facegcn.coarse.regressor import CoefficientRegressor
 from facegcn.coarse.synthesis import FaceSynthesis
-from facegcn.config import Config
+from facegcn.config import Config, OutputOptions
 from facegcn.errors import ConfigError, ModelFileError
 from facegcn.evaluate.metrics import descriptor_cosine, landmark_nme, masked_psnr
 from facegcn.frontend import FaceObservation, observe
@@ -23,6 +23,7 @@ from facegcn.morphable import MorphableModel, load_model
 from facegcn.pipeline.export import write_outputs
 from facegcn.pipeline.runtime import apply_runtime
 from facegcn.refine.per_image import RefineResult, refine_texture
+from facegcn.refine.texture_map import UVTexture, compose_texture
 from facegcn.refine.generator import feedforward_texture, load_texture_generator
 
 __all__ = ["Reconstruction", "Reconstructor"]
@@ -40,6 +41,8 @@ class Reconstruction:
         refined_albedo: ``(V, 3)`` float in [0, 1], the GCN-refined per-vertex albedo, or None.
         refined_render: ``(3, 224, 224)`` float, the render with the refined albedo, or None.
         refine_history: the refinement's loss log (one dict per logged step).
+        texture: the composed UV texture (:class:`~facegcn.refine.texture_map.UVTexture`), or None
+            for models without UVs.
         timings: seconds per stage (``frontend_s``, ``coarse_s``, ``refine_s``, ``total_s``...).
         metrics: fit quality (see :meth:`Reconstructor.metrics`).
         face_index: the face's index among the photo's faces (0 = the best one).
@@ -55,6 +58,7 @@ class Reconstruction:
     refined_albedo: torch.Tensor | None = None
     refined_render: torch.Tensor | None = None
     refine_history: list[dict] = field(default_factory=list)
+    texture: UVTexture | None = None
     timings: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     face_index: int = 0
@@ -153,6 +157,15 @@ class Reconstructor:
             return RefineResult(alb, img)
         return refine_texture(self.model, self.synthesis, obs, coarse, self.cfg.refine, progress=self.cfg.progress)
 
+    def texture(self, rec: Reconstruction, output: OutputOptions | None = None) -> UVTexture | None:
+        """The face's UV texture (size and mode from ``output``, default this config's), or None
+        when the model has no UVs."""
+        output = output or self.cfg.output
+        if not self.model.has_uv:
+            return None
+        return compose_texture(self.model, self.synthesis, rec.observation, rec.coarse, rec.photo.pixels, rec.albedo,
+                               output.texture_size, output.texture)
+
     def reconstruct(self, obs: FaceObservation, photo: Photo, *, face_index: int = 0, init=None) -> Reconstruction:
         """Every stage after the front-end for one observed face: coarse fit, GCN texture, metrics.
 
@@ -175,6 +188,10 @@ class Reconstructor:
             ref = self.refine(obs, coarse)
             rec.refined_albedo, rec.refined_render, rec.refine_history = ref.albedo, ref.render, ref.history
             rec.timings["refine_s"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        rec.texture = self.texture(rec)
+        if rec.texture is not None:
+            rec.timings["texture_s"] = time.perf_counter() - t3
         rec.metrics = self.metrics(rec)
         return rec
 
@@ -201,7 +218,8 @@ class Reconstructor:
             ``landmark_nme`` (inter-ocular), ``landmark_px``, ``psnr_coarse`` / ``psnr_refined``
             (dB), ``mask_pixels``, and ``identity_cos_photo_coarse`` / ``..._refined``: the cosine
             between the render composited over the aligned photo and the photo's own dlib
-            descriptor (computed from the original photo's chip).
+            descriptor (computed from the original photo's chip); ``texture_photo_share``: the
+            share of the face texture taken from the photo (0 = all from the model).
         """
         obs, co = rec.observation, rec.coarse
         r = co.rendering
@@ -216,6 +234,8 @@ class Reconstructor:
         }
         if rec.refined_render is not None:
             m["psnr_refined"] = masked_psnr(rec.refined_render.to(img.device), img, mask)
+        if rec.texture is not None:
+            m["texture_photo_share"] = rec.texture.photo_share
         if torch.isfinite(obs.identity).all():
             renders = {"coarse": r.image[0], "refined": rec.refined_render}
             for name, render in renders.items():

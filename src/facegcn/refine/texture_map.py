@@ -1,0 +1,202 @@
+"""The exported UV texture: the GCN albedo as the base, the photo's own detail wherever it is seen.
+
+For a texel ``x`` of the face's UV layout, with surface point ``s(x)`` (barycentric interpolation
+of the posed, fitted mesh) and its mirror ``s_m(x)`` (the same barycentrics on the mirrored
+vertices)::
+
+    c_d(x) = photo(P s(x)) / E(s(x))                  de-lit photo colour (E = fitted SH irradiance)
+    w_d(x) = vis(s) · ramp(cos θ(s)) · M(p(s))        visibility × viewing angle × face-region mask
+    c_m, w_m: the same at s_m(x)                      the unseen side takes its mirror
+    α_d = min(w_d / τ, 1),   α_m = (1 − α_d) · min(w_m / τ, 1)
+    photo layer: c_p = (α_d c_d + α_m c_m) / (α_d + α_m),   alpha α = α_d + α_m
+
+``P`` maps the aligned crop to the original photo (full resolution: the texture takes the photo's
+own pixels, not the 224² crop's), ``θ`` is the angle between the normal and the direction to the
+camera, ``M`` is the front-end's face-region mask (skin weighted by the per-image skin-colour
+model; brows, eyes, nose, lips) ∩ the coarse render's coverage, both eroded: hair, glasses, hands
+and background never enter. The photo layer is then blended into the GCN albedo (baked from the
+per-vertex colours) with a Laplacian pyramid (Burt & Adelson 1983: each band blended with the
+alpha blurred to that band's scale), so the seam between photo and model colour is invisible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter, minimum_filter
+
+from facegcn.errors import ConfigError
+from facegcn.render import sh_irradiance
+from facegcn.render.bake import _sample_bilinear, fill_gutter, rasterize_uv
+
+__all__ = ["UVTexture", "TEXTURE_MODES", "compose_texture", "laplacian_blend"]
+
+TEXTURE_MODES = ("albedo", "lit", "gcn")
+
+
+@dataclass(frozen=True, eq=False)
+class UVTexture:
+    """A composed face texture.
+
+    Attributes:
+        image: ``(S, S, 3)`` float32 in [0, 1] (row 0 = top = ``v`` 1).
+        photo_alpha: ``(S, S)`` float32 in [0, 1], how much of each texel comes from the photo.
+        photo_share: mean ``photo_alpha`` over the covered texels of the UV layout.
+        mode: ``"albedo"`` (de-lit, the default), ``"lit"`` (as photographed) or ``"gcn"`` (the
+            per-vertex GCN albedo only).
+    """
+
+    image: np.ndarray
+    photo_alpha: np.ndarray
+    photo_share: float
+    mode: str
+
+
+def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
+    """``Σ_k bary_k attr[corners_k]``: ``attr (V, C)``, ``corners (N, 3)``, ``bary (N, 3)`` → ``(N, C)``."""
+    return np.einsum("nk,nkc->nc", bary, attr[corners])
+
+
+def _region_mask(observation, coverage: torch.Tensor, erode: int = 5) -> np.ndarray:
+    """``(224, 224, 1)`` float32: the face-region weight (skin × skin model, other regions 1) ∩ the
+    render coverage, eroded by ``erode`` pixels so that no border pixel is sampled."""
+    labels = observation.labels.cpu().numpy()
+    skin = observation.skin_weight.cpu().numpy().astype(np.float32)
+    m = np.where(labels == 1, skin, (labels > 0).astype(np.float32))
+    m = m * (coverage.reshape(m.shape).cpu().numpy() > 0.5)
+    m = gaussian_filter(m, 1.5)  # the skin model's per-pixel weight is patchy: no islands
+    return minimum_filter(m, size=2 * erode + 1, mode="constant")[..., None]
+
+
+def laplacian_blend(top: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor, levels: int = 6,
+                    band_gain=None) -> torch.Tensor:
+    """Multi-band blend of ``top`` over ``base`` (Burt & Adelson 1983).
+
+    Each Laplacian band of the two images is mixed with the alpha's Gaussian-pyramid level of the
+    same scale; the result is the collapsed pyramid. With ``alpha`` ≡ 1 it returns ``top``, with
+    ``alpha`` ≡ 0 ``base`` (up to float rounding). ``band_gain(i)`` (optional) scales the alpha of
+    band ``i`` (0 = finest; the last band is the low-pass residual).
+
+    Shapes:
+        top, base: ``(C, H, W)`` float; alpha: ``(1, H, W)`` in [0, 1] → ``(C, H, W)``.
+    """
+    def down(x):
+        return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
+
+    def up(x, like):
+        return F.interpolate(x[None], size=like.shape[-2:], mode="bilinear", align_corners=False)[0]
+
+    g_t, g_b, g_a = [top], [base], [alpha]
+    for _ in range(levels):
+        if min(g_t[-1].shape[-2:]) < 4:
+            break
+        g_t.append(down(g_t[-1]))
+        g_b.append(down(g_b[-1]))
+        g_a.append(down(g_a[-1]))
+    def gain(i):
+        return 1.0 if band_gain is None else band_gain(i)
+
+    n = len(g_t) - 1
+    a = g_a[n] * gain(n)
+    out = a * g_t[n] + (1 - a) * g_b[n]
+    for i in range(n - 1, -1, -1):
+        lap_t = g_t[i] - up(g_t[i + 1], g_t[i])
+        lap_b = g_b[i] - up(g_b[i + 1], g_b[i])
+        a = g_a[i] * gain(i)
+        out = up(out, g_t[i]) + a * lap_t + (1 - a) * lap_b
+    return out
+
+
+def _vertex_terms(model, synthesis, observation, coarse) -> dict[str, np.ndarray]:
+    """Per-vertex inputs of the texture: photo and crop positions, visibility, cos θ, irradiance."""
+    st, c = coarse.state, coarse.coeffs
+    px = st.verts_px[0].detach().cpu().double().numpy()  # (V, 2) aligned crop
+    A = np.asarray(observation.transform_inv, np.float64)  # (2, 3) aligned → photo
+    photo_px = px @ A[:, :2].T + A[:, 2]
+    verts = st.vertices[0].detach()
+    cam = torch.tensor([0.0, 0.0, float(synthesis.camera.distance)], dtype=verts.dtype, device=verts.device)
+    view = torch.nn.functional.normalize(cam - verts, dim=-1)
+    cos = (st.normals[0].detach() * view).sum(-1)
+    irr = sh_irradiance(st.normals.detach(), c.sh.detach())[0]
+    vis = coarse.rendering.visibility.reshape(-1).to(torch.float64)
+    return {"photo": photo_px, "crop": px, "vis": vis.cpu().numpy()[:, None],
+            "cos": cos.cpu().double().numpy()[:, None], "irr": irr.cpu().double().numpy()}
+
+
+def _observe(terms, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float):
+    """De-lit photo colour ``(N, 3)`` and weight ``(N,)`` at the surface points of ``corners``."""
+    p = _gather(terms["photo"], corners, bary)
+    col, inside = _sample_bilinear(photo, p)
+    m, _ = _sample_bilinear(region, _gather(terms["crop"], corners, bary))
+    irr = np.maximum(_gather(terms["irr"], corners, bary), 0.05)
+    ramp = np.clip((_gather(terms["cos"], corners, bary)[:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
+    w = np.clip(_gather(terms["vis"], corners, bary)[:, 0], 0, 1) * ramp * m[:, 0] * inside
+    return np.clip(col / irr, 0.0, 1.0), w, irr
+
+
+def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndarray, albedo: torch.Tensor,
+                    size: int, mode: str = "albedo", *, min_weight: float = 0.5, cos_lo: float = 0.25,
+                    cos_hi: float = 0.6, alpha_sigma: float = 3.0, coarse_bands: float = 1.0) -> UVTexture:
+    """The face's UV texture at texel resolution (see the module docstring).
+
+    Args:
+        model: the morphable model (must have UVs: ``model.uv``, ``model.faces_uv``).
+        synthesis: the forward model of the fit (its camera).
+        observation: the face's :class:`~facegcn.frontend.FaceObservation` (labels, skin weight,
+            aligned → photo transform).
+        coarse: the :class:`~facegcn.coarse.fit.CoarseResult` (posed state, SH light, visibility).
+        photo_pixels: ``(H, W, 3)`` uint8, the original photo.
+        albedo: ``(V, 3)`` float in [0, 1], the per-vertex base (GCN-refined) albedo.
+        size: texture size S (square).
+        mode: one of :data:`TEXTURE_MODES`.
+        min_weight: ``τ``: the weight at which a texel is taken fully from the photo.
+        cos_lo, cos_hi: the viewing-angle ramp: no photo below ``cos θ = cos_lo`` (grazing), full
+            weight above ``cos_hi``.
+        alpha_sigma: Gaussian blur of the photo alpha in texels (at S = 1024; scaled with S).
+        coarse_bands: factor on the alpha of the bands coarser than the mesh's vertex spacing
+            (1 = the photo's colour everywhere it is seen; 0 = only its fine detail).
+
+    Returns:
+        :class:`UVTexture`.
+    """
+    if mode not in TEXTURE_MODES:
+        raise ConfigError(f"unknown texture mode {mode!r}; choose from {', '.join(TEXTURE_MODES)}")
+    tri, bary = rasterize_uv(model.uv.cpu().numpy(), model.faces_uv.cpu().numpy(), size)
+    covered = tri >= 0
+    faces = model.faces.cpu().numpy()
+    corners = faces[tri[covered]]  # (N, 3) vertex ids
+    b = bary[covered].astype(np.float64)
+    base_v = albedo.detach().clamp(0, 1).cpu().double().numpy()
+    base = np.zeros((size, size, 3), np.float32)
+    base[covered] = _gather(base_v, corners, b)
+    base = fill_gutter(base, covered, 8, "mean")
+    alpha = np.zeros((size, size), np.float32)
+    if mode == "gcn":
+        return UVTexture(base, alpha, 0.0, mode)
+    terms = _vertex_terms(model, synthesis, observation, coarse)
+    photo = photo_pixels.astype(np.float32) / 255.0
+    region = _region_mask(observation, coarse.rendering.mask[0])
+    c_d, w_d, irr = _observe(terms, corners, b, photo, region, cos_lo, cos_hi)
+    c_m, w_m, _ = _observe(terms, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi)
+    a_d = np.minimum(w_d / min_weight, 1.0)
+    a_m = (1.0 - a_d) * np.minimum(w_m / min_weight, 1.0)
+    a = a_d + a_m
+    top = base.copy()
+    seen = a > 1e-6
+    idx = np.flatnonzero(covered.reshape(-1))[seen]
+    top.reshape(-1, 3)[idx] = (a_d[seen, None] * c_d[seen] + a_m[seen, None] * c_m[seen]) / a[seen, None]
+    alpha[covered] = a
+    alpha = np.clip(gaussian_filter(alpha, alpha_sigma * size / 1024.0), 0.0, 1.0) * covered
+    fine = max(1, int(round(np.log2(size / 128.0))))  # bands finer than ~8 texels at S = 1024
+    out = laplacian_blend(torch.from_numpy(top).permute(2, 0, 1), torch.from_numpy(base).permute(2, 0, 1),
+                          torch.from_numpy(alpha)[None],
+                          band_gain=lambda i: 1.0 if i < fine else coarse_bands).permute(1, 2, 0).numpy()
+    if mode == "lit":
+        shade = np.zeros((size, size, 3), np.float32)
+        shade[covered] = irr
+        out = out * fill_gutter(shade, covered, 8, "mean")
+    out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
+    return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode)
