@@ -15,7 +15,8 @@ own pixels, not the 224² crop's), ``θ`` is the angle between the normal and th
 camera, ``M`` is the front-end's face-region mask (skin weighted by the per-image skin-colour
 model; brows, eyes, nose, lips) ∩ the coarse render's coverage, both eroded: hair, glasses, hands
 and background never enter. The photo layer is then blended into the GCN albedo (baked from the
-per-vertex colours) with a Laplacian pyramid (Burt & Adelson 1983: each band blended with the
+per-vertex colours, with skin filled in where the photo showed none: :mod:`facegcn.refine.skin`)
+with a Laplacian pyramid (Burt & Adelson 1983: each band blended with the
 alpha blurred to that band's scale), so the seam between photo and model colour is invisible.
 """
 
@@ -30,6 +31,7 @@ from scipy.ndimage import gaussian_filter, minimum_filter
 
 from facegcn.errors import ConfigError
 from facegcn.render import sh_irradiance
+from facegcn.refine.skin import skin_filled_albedo
 from facegcn.render.bake import _sample_bilinear, fill_gutter, rasterize_uv
 
 __all__ = ["UVTexture", "TEXTURE_MODES", "compose_texture", "laplacian_blend"]
@@ -47,12 +49,16 @@ class UVTexture:
         photo_share: mean ``photo_alpha`` over the covered texels of the UV layout.
         mode: ``"albedo"`` (de-lit, the default), ``"lit"`` (as photographed) or ``"gcn"`` (the
             per-vertex GCN albedo only).
+        vertex_albedo: ``(V, 3)`` float64, the per-vertex base under the texture: the GCN albedo
+            with skin filled in where the photo showed no skin (:mod:`facegcn.refine.skin`;
+            unchanged in ``"gcn"`` mode) — the colours for vertex-coloured exports.
     """
 
     image: np.ndarray
     photo_alpha: np.ndarray
     photo_share: float
     mode: str
+    vertex_albedo: np.ndarray
 
 
 def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
@@ -60,11 +66,32 @@ def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarr
     return np.einsum("nk,nkc->nc", bary, attr[corners])
 
 
+def _skin_colour_weight(observation, max_log_lum: float = 0.6, max_chroma: float = 0.12) -> np.ndarray:
+    """``(224, 224)`` in [0, 1]: how close each aligned pixel's colour is to this face's own skin
+    (the median of the skin-labelled pixels below the eyes), in luminance ratio and chromaticity.
+    Rejects what a generic skin-colour model lets through on the forehead and the jaw: a fringe,
+    a beard, a collar, a dark or bright background."""
+    img = observation.image.cpu().numpy().astype(np.float64)  # (3, H, W)
+    labels = observation.labels.cpu().numpy()
+    eye_y = float(np.asarray(observation.landmarks)[36:48, 1].max())
+    rows = np.arange(labels.shape[0])[:, None]
+    ref_px = (labels == 1) & (rows > eye_y)
+    if ref_px.sum() < 50:
+        return np.ones(labels.shape, np.float32)
+    lum = img.mean(0) + 1e-3
+    chroma = img / lum
+    ref_lum = np.median(lum[ref_px])
+    ref_chroma = np.median(chroma[:, ref_px], axis=1)[:, None, None]
+    d = np.maximum(np.abs(np.log(lum / ref_lum)) / max_log_lum,
+                   np.linalg.norm(chroma - ref_chroma, axis=0) / max_chroma)
+    return np.clip(2.0 - d, 0.0, 1.0).astype(np.float32)  # 1 up to the limits, 0 at twice them
+
+
 def _region_mask(observation, coverage: torch.Tensor, erode: int = 5) -> np.ndarray:
     """``(224, 224, 1)`` float32: the face-region weight (skin × skin model, other regions 1) ∩ the
     render coverage, eroded by ``erode`` pixels so that no border pixel is sampled."""
     labels = observation.labels.cpu().numpy()
-    skin = observation.skin_weight.cpu().numpy().astype(np.float32)
+    skin = observation.skin_weight.cpu().numpy().astype(np.float32) * _skin_colour_weight(observation)
     m = np.where(labels == 1, skin, (labels > 0).astype(np.float32))
     m = m * (coverage.reshape(m.shape).cpu().numpy() > 0.5)
     m = gaussian_filter(m, 1.5)  # the skin model's per-pixel weight is patchy: no islands
@@ -108,6 +135,13 @@ def laplacian_blend(top: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor, 
         a = g_a[i] * gain(i)
         out = up(out, g_t[i]) + a * lap_t + (1 - a) * lap_b
     return out
+
+
+def _bake(colors: np.ndarray, corners, bary, covered: np.ndarray, size: int) -> np.ndarray:
+    """Per-vertex ``colors (V, 3)`` over the covered texels, gutter-filled: ``(S, S, 3)`` float32."""
+    tex = np.zeros((size, size, 3), np.float32)
+    tex[covered] = _gather(colors, corners, bary)
+    return fill_gutter(tex, covered, 8, "mean")
 
 
 def _vertex_terms(model, synthesis, observation, coarse) -> dict[str, np.ndarray]:
@@ -170,15 +204,16 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     corners = faces[tri[covered]]  # (N, 3) vertex ids
     b = bary[covered].astype(np.float64)
     base_v = albedo.detach().clamp(0, 1).cpu().double().numpy()
-    base = np.zeros((size, size, 3), np.float32)
-    base[covered] = _gather(base_v, corners, b)
-    base = fill_gutter(base, covered, 8, "mean")
     alpha = np.zeros((size, size), np.float32)
     if mode == "gcn":
-        return UVTexture(base, alpha, 0.0, mode)
+        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v)
     terms = _vertex_terms(model, synthesis, observation, coarse)
     photo = photo_pixels.astype(np.float32) / 255.0
     region = _region_mask(observation, coarse.rendering.mask[0])
+    m_v, _ = _sample_bilinear(region, terms["crop"])
+    ramp_v = np.clip((terms["cos"][:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
+    base_v = skin_filled_albedo(base_v, m_v[:, 0] * terms["vis"][:, 0] * ramp_v, faces)
+    base = _bake(base_v, corners, b, covered, size)
     c_d, w_d, irr = _observe(terms, corners, b, photo, region, cos_lo, cos_hi)
     c_m, w_m, _ = _observe(terms, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi)
     a_d = np.minimum(w_d / min_weight, 1.0)
@@ -199,4 +234,4 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
         shade[covered] = irr
         out = out * fill_gutter(shade, covered, 8, "mean")
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
-    return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode)
+    return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v)
