@@ -63,7 +63,10 @@ class UVTexture:
 
 def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
     """``Σ_k bary_k attr[corners_k]``: ``attr (V, C)``, ``corners (N, 3)``, ``bary (N, 3)`` → ``(N, C)``."""
-    return np.einsum("nk,nkc->nc", bary, attr[corners])
+    out = attr[corners[:, 0]] * bary[:, 0:1]
+    out += attr[corners[:, 1]] * bary[:, 1:2]
+    out += attr[corners[:, 2]] * bary[:, 2:3]
+    return out
 
 
 def _skin_colour_weight(observation, max_log_lum: float = 0.6, max_chroma: float = 0.12) -> np.ndarray:
@@ -160,14 +163,18 @@ def _vertex_terms(model, synthesis, observation, coarse) -> dict[str, np.ndarray
             "cos": cos.cpu().double().numpy()[:, None], "irr": irr.cpu().double().numpy()}
 
 
-def _observe(terms, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float):
-    """De-lit photo colour ``(N, 3)`` and weight ``(N,)`` at the surface points of ``corners``."""
-    p = _gather(terms["photo"], corners, bary)
-    col, inside = _sample_bilinear(photo, p)
-    m, _ = _sample_bilinear(region, _gather(terms["crop"], corners, bary))
-    irr = np.maximum(_gather(terms["irr"], corners, bary), 0.05)
-    ramp = np.clip((_gather(terms["cos"], corners, bary)[:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
-    w = np.clip(_gather(terms["vis"], corners, bary)[:, 0], 0, 1) * ramp * m[:, 0] * inside
+_COLUMNS = ("photo", "crop", "vis", "cos", "irr")  # per-vertex terms, gathered as one (V, 9) block
+
+
+def _observe(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float):
+    """De-lit photo colour ``(N, 3)``, weight ``(N,)`` and irradiance ``(N, 3)`` at the surface
+    points of ``corners``; ``block`` is the ``(V, 9)`` concatenation of the vertex terms."""
+    a = _gather(block, corners, bary)  # one gather for every term: (N, 9)
+    col, inside = _sample_bilinear(photo, a[:, 0:2])
+    m, _ = _sample_bilinear(region, a[:, 2:4])
+    irr = np.maximum(a[:, 6:9], 0.05)
+    ramp = np.clip((a[:, 5] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
+    w = np.clip(a[:, 4], 0, 1) * ramp * m[:, 0] * inside
     return np.clip(col / irr, 0.0, 1.0), w, irr
 
 
@@ -202,7 +209,7 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     covered = tri >= 0
     faces = model.faces.cpu().numpy()
     corners = faces[tri[covered]]  # (N, 3) vertex ids
-    b = bary[covered].astype(np.float64)
+    b = bary[covered].astype(np.float32)
     base_v = albedo.detach().clamp(0, 1).cpu().double().numpy()
     alpha = np.zeros((size, size), np.float32)
     if mode == "gcn":
@@ -214,8 +221,9 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     ramp_v = np.clip((terms["cos"][:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
     base_v = skin_filled_albedo(base_v, m_v[:, 0] * terms["vis"][:, 0] * ramp_v, faces)
     base = _bake(base_v, corners, b, covered, size)
-    c_d, w_d, irr = _observe(terms, corners, b, photo, region, cos_lo, cos_hi)
-    c_m, w_m, _ = _observe(terms, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi)
+    block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
+    c_d, w_d, irr = _observe(block, corners, b, photo, region, cos_lo, cos_hi)
+    c_m, w_m, _ = _observe(block, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi)
     a_d = np.minimum(w_d / min_weight, 1.0)
     a_m = (1.0 - a_d) * np.minimum(w_m / min_weight, 1.0)
     a = a_d + a_m
