@@ -1,10 +1,18 @@
-"""Build the vendored ICT-FaceKit face model (src/facegcn/morphable/data/ict_face.npz).
+"""Build the vendored ICT-FaceKit face model (src/facegcn/morphable/data/ict_face.npz) and its
+closing parts (data/ict_parts.npz).
 
-Run:  .venv/bin/python tools/vendor_ict.py [PATH/TO/ict_face_model.npz]
+Run:  .venv/bin/python tools/vendor_ict.py [PATH/TO/ict_face_model.npz [PATH/TO/ict_face_model_full.npz]]
+      .venv/bin/python tools/vendor_ict.py --parts-only [PATH/TO/ict_face_model_full.npz]
 
 Keeps the face area (first 9,409 vertices), quads whose 4 corners are all in it and the UVs they
 use; stores identity/expression deltas as float16 (max error ≈ 1e-3 cm), precomputes the albedo
 basis (see facegcn.morphable.albedo) and region index sets. Deterministic.
+
+Parts (from the whole-head model): the groups of facegcn.morphable.parts.PART_GROUPS (head and
+neck, mouth / eye sockets, gums and tongue, teeth, eyeballs; the transparent overlays — lacrimal
+fluid, eye blend / occlusion, eyelashes — are left out). Quads → (0, 1, 2) + (0, 2, 3), triangles
+kept (an eyeball's sclera triangles before its iris triangles); UVs remapped to the parts atlas;
+deltas as int16 fixed point (DELTA_STEP_CM).
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from facegcn.morphable.albedo import albedo_eigenfunctions  # noqa: E402
+from facegcn.morphable.parts import DELTA_STEP_CM, EYEBALL_PARTS, PART_GROUPS, atlas_tile, atlas_uv  # noqa: E402
 
 DST = REPO / "src" / "facegcn" / "morphable" / "data"
 DEFAULT_SRC = REPO.parent / "shared" / "assets" / "ict-facekit" / "ict_face_model.npz"
+DEFAULT_FULL = REPO.parent / "shared" / "assets" / "ict-facekit" / "ict_face_model_full.npz"
 
 # 68-point (Multi-PIE) index groups
 BROWS = [list(range(17, 22)), list(range(22, 27))]
@@ -112,5 +122,77 @@ def main(src: Path = DEFAULT_SRC) -> Path:
     return out
 
 
+def _triangulate(polys: np.ndarray) -> np.ndarray:
+    """(Q, 4) quads (4th index -1 for a triangle) → (T, 3): (0, 1, 2) of every polygon, then
+    (0, 2, 3) of the quads (the face model's order)."""
+    quad = polys[:, 3] >= 0
+    return np.concatenate([polys[:, [0, 1, 2]], polys[quad][:, [0, 2, 3]]])
+
+
+def _quantize(deltas_cm: np.ndarray) -> np.ndarray:
+    q = np.round(deltas_cm.astype(np.float64) / DELTA_STEP_CM)
+    assert np.abs(q).max() < 2**15, "delta too large for int16 fixed point"
+    return q.astype(np.int16)
+
+
+def vendor_parts(src: Path = DEFAULT_FULL) -> Path:
+    """Write data/ict_parts.npz from the whole-head model (see the module docstring)."""
+    d = np.load(src, allow_pickle=False)
+    names = [str(x) for x in d["group_names"]]
+    vr, pr = d["group_vertex_ranges"], d["group_polygon_ranges"]  # inclusive
+    assert names[0] == "face" and tuple(vr[0]) == (0, 9408)
+    nf = int(vr[0, 1]) + 1
+    gi = [names.index(g) for g in PART_GROUPS]
+    assert gi == list(range(1, len(PART_GROUPS) + 1)), "groups must follow the face, in order"
+    last = int(vr[gi[-1], 1]) + 1  # the kept part vertices are contiguous: nf .. last - 1
+    P = last - nf
+    vertex_group = np.empty(P, np.int8)
+    for k, g in enumerate(gi):
+        vertex_group[vr[g, 0] - nf: vr[g, 1] + 1 - nf] = k
+    eyeball_part = np.zeros(P, np.int8)
+    for pname, (a, b) in zip(d["eyeball_part_names"], d["eyeball_part_vertex_ranges"]):
+        eyeball_part[a - nf: b + 1 - nf] = EYEBALL_PARTS.index(str(pname).split("_")[0])
+    faces, faces_uv, face_group, uvs = [], [], [], []
+    n_uv = 0
+    for k, g in enumerate(gi):
+        polys = d["faces"][pr[g, 0]: pr[g, 1] + 1]
+        polys_uv = d["faces_uv"][pr[g, 0]: pr[g, 1] + 1]
+        assert polys[polys >= 0].max() < last and ((polys < 0) == (polys_uv < 0)).all()
+        tris, tris_uv = _triangulate(polys), _triangulate(polys_uv)
+        tile_part = eyeball_part[tris[:, 0] - nf] if PART_GROUPS[k].startswith("eyeball_") else np.zeros(len(tris))
+        for part in np.unique(tile_part):  # an eyeball's sclera and iris shells overlap in ICT's UVs
+            sel = tile_part == part
+            used, inv = np.unique(tris_uv[sel], return_inverse=True)
+            uvs.append(atlas_uv(d["uv"][used], atlas_tile(PART_GROUPS[k], int(part))))
+            faces.append(tris[sel])
+            faces_uv.append(inv.reshape(-1, 3) + n_uv)
+            face_group.append(np.full(sel.sum(), k, np.int8))
+            n_uv += len(used)
+    out = DST / "ict_parts.npz"
+    np.savez_compressed(
+        out,
+        n_face_vertices=np.int32(nf),
+        group_names=np.asarray(PART_GROUPS).astype("U16"),
+        vertex_group=vertex_group,
+        eyeball_part=eyeball_part,
+        faces=np.concatenate(faces).astype(np.int32),
+        face_group=np.concatenate(face_group),
+        uv=np.concatenate(uvs).astype(np.float32),
+        faces_uv=np.concatenate(faces_uv).astype(np.int32),
+        neutral_cm=d["neutral_cm"][nf:last].astype(np.float32),
+        delta_step_cm=np.float64(DELTA_STEP_CM),
+        identity_deltas_q=_quantize(d["identity_deltas_cm"][:, nf:last]),
+        expression_deltas_q=_quantize(d["expression_deltas_cm"][:, nf:last]),
+    )
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): {P} part vertices, "
+          f"{sum(len(f) for f in faces)} triangles")
+    return out
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_SRC)
+    args = sys.argv[1:]
+    if args[:1] == ["--parts-only"]:
+        vendor_parts(Path(args[1]) if len(args) > 1 else DEFAULT_FULL)
+    else:
+        main(Path(args[0]) if args else DEFAULT_SRC)
+        vendor_parts(Path(args[1]) if len(args) > 1 else DEFAULT_FULL)

@@ -103,3 +103,75 @@ def test_unwritable_target_gives_output_error(tmp_path):
     with pytest.raises(OutputError) as ei:
         atomic_write_text(blocker / "sub" / "y.txt", "x")
     assert "\n" not in str(ei.value)
+
+
+# ----------------------------------------------------------------------------- several materials
+@pytest.fixture(scope="module")
+def two_materials(face):
+    """The ICT face split in two materials (upper / lower half of the triangles), each textured."""
+    from facegcn.io.textured import Material, TexturedMesh
+
+    m, cols, tex = face
+    f, ft = m.faces.numpy(), m.faces_uv.numpy()
+    h = len(f) // 2
+    g = np.random.default_rng(1)
+    tex2 = g.uniform(0, 255, (32, 48, 3)).astype(np.uint8)
+    normals = m.vertex_normals(m.mean_shape[None])[0].numpy()
+    mats = (Material("face", f[:h], ft[:h], tex), Material("parts", f[h:], ft[h:], tex2))
+    return TexturedMesh(m.mean_shape.numpy(), normals, cols.astype(np.float32), m.uv.numpy(), mats)
+
+
+def test_obj_several_materials_round_trip(tmp_path, two_materials):
+    mesh = two_materials
+    p = write_obj(tmp_path / "mesh.obj", mesh)
+    mtl = (tmp_path / "mesh.mtl").read_text()
+    assert mtl.count("newmtl") == 2 and "map_Kd mesh.png" in mtl and "map_Kd mesh_parts.png" in mtl
+    assert mtl.rstrip().splitlines()[-1].startswith("map_Kd")
+    r = read_obj(p)
+    assert r.material_names == ["face", "parts"]
+    np.testing.assert_array_equal(r.faces, mesh.faces)
+    h = len(mesh.materials[0].faces)
+    np.testing.assert_array_equal(r.face_material, np.r_[np.zeros(h), np.ones(len(mesh.faces) - h)])
+    np.testing.assert_array_equal(r.faces_uv, np.concatenate([m.faces_uv for m in mesh.materials]))
+    np.testing.assert_array_equal(r.textures["face"], mesh.materials[0].texture)
+    np.testing.assert_array_equal(r.textures["parts"], mesh.materials[1].texture)
+    np.testing.assert_array_equal(r.texture, mesh.materials[0].texture)
+    np.testing.assert_allclose(r.normals, mesh.normals, atol=1e-6)
+    # independent reader: trimesh finds both materials with their images
+    sc = trimesh.load(p, process=False, force="scene", group_material=True)
+    images = sorted(g.visual.material.image.size for g in sc.geometry.values())
+    assert images == [(48, 32), (96, 64)]
+
+
+def test_glb_several_materials_round_trip(tmp_path, two_materials):
+    import json
+    import struct
+
+    from facegcn.io.mesh import read_glb_parts
+
+    mesh = two_materials
+    p = write_glb(tmp_path / "mesh.glb", mesh)
+    raw = p.read_bytes()
+    n = struct.unpack("<I", raw[12:16])[0]
+    doc = json.loads(raw[20:20 + n])
+    prims = [pr for me in doc["meshes"] for pr in me["primitives"]]
+    assert len(prims) == 2 and all("NORMAL" in pr["attributes"] and "TEXCOORD_0" in pr["attributes"] for pr in prims)
+    assert len(doc["materials"]) == 2 and len(doc["images"]) == 2
+    parts = read_glb_parts(p)
+    assert list(parts) == ["face", "parts"]
+    v, vn, vt = mesh.vertices, mesh.normals, mesh.uv
+    for mat in mesh.materials:
+        g = parts[mat.name]
+        img = np.asarray(g.visual.material.baseColorTexture.convert("RGB"))
+        np.testing.assert_array_equal(img, mat.texture)
+        np.testing.assert_allclose(g.vertices[g.faces], v[mat.faces], atol=1e-6)
+        np.testing.assert_allclose(g.visual.uv[g.faces], vt[mat.faces_uv], atol=1e-6)
+        np.testing.assert_allclose(g.vertex_normals[g.faces], vn[mat.faces], atol=1e-4)
+    whole = read_glb(p)
+    assert len(whole.faces) == len(mesh.faces)
+    assert len(whole.vertices) == sum(len(g.vertices) for g in parts.values())
+
+
+def test_textured_mesh_and_keywords_are_exclusive(tmp_path, two_materials):
+    with pytest.raises(TypeError):
+        write_obj(tmp_path / "x.obj", two_materials, two_materials.faces)

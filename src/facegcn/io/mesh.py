@@ -1,4 +1,9 @@
-"""Mesh files: OBJ (+ MTL + texture PNG), PLY with vertex colours, GLB (via trimesh).
+"""Mesh files: OBJ (+ MTL + texture PNGs), PLY with vertex colours, GLB (via trimesh).
+
+The OBJ and GLB writers take either arrays for one material or a
+:class:`~facegcn.io.textured.TexturedMesh` with several materials (OBJ: one ``usemtl`` each, one
+MTL with a ``newmtl`` + ``map_Kd`` each, ``NAME.png`` for the first material and
+``NAME_<material>.png`` for the others; GLB: one primitive and material each) and vertex normals.
 
 All writers are atomic (temporary file + rename). Colours are floats in [0, 1] in memory and
 uint8 in files. UV coordinates follow the OBJ/glTF-from-OBJ convention: v = 0 at the bottom row of
@@ -17,6 +22,7 @@ import numpy as np
 
 from facegcn.errors import InputError
 from facegcn.io.atomic import atomic_write_bytes, atomic_write_text
+from facegcn.io.textured import Material, TexturedMesh
 
 
 @dataclass
@@ -26,8 +32,11 @@ class MeshData:
     vertex_colors: np.ndarray | None = None  # (V, 3) float in [0, 1]
     uv: np.ndarray | None = None  # (T, 2)
     faces_uv: np.ndarray | None = None  # (F, 3) into uv
-    texture: np.ndarray | None = None  # (H, W, 3) uint8
+    texture: np.ndarray | None = None  # (H, W, 3) uint8, the first material's
     normals: np.ndarray | None = None  # (V, 3)
+    material_names: list[str] | None = None  # OBJ: the ``usemtl`` names in order of appearance
+    face_material: np.ndarray | None = None  # (F,) int64 index into material_names
+    textures: dict[str, np.ndarray] | None = None  # material name → (H, W, 3) uint8 (its map_Kd)
 
 
 def _np(a, dtype=None):
@@ -50,10 +59,30 @@ def _png_bytes(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _as_textured(vertices, faces, vertex_colors, uv, faces_uv, texture, normals) -> TexturedMesh:
+    """The single-material call form as a :class:`TexturedMesh` (material ``face``; normals and
+    colours may be None)."""
+    if isinstance(vertices, TexturedMesh):
+        if faces is not None or any(a is not None for a in (vertex_colors, uv, faces_uv, texture, normals)):
+            raise TypeError("pass either a TexturedMesh or vertices, faces and keywords")
+        return vertices
+    ft = _np(faces_uv, np.int64) if uv is not None else None
+    mat = Material("face", _np(faces, np.int64), ft, None if texture is None or ft is None else _np(texture, np.uint8))
+    return TexturedMesh(_np(vertices, np.float64), _np(normals, np.float64), _np(vertex_colors, np.float64),
+                        _np(uv, np.float64), (mat,))
+
+
+def texture_file_names(mesh: TexturedMesh, stem: str) -> dict[str, str]:
+    """``{material name: PNG file name}`` of the textured materials: ``STEM.png`` for the first
+    material, ``STEM_<name>.png`` for the others."""
+    return {m.name: (f"{stem}.png" if i == 0 else f"{stem}_{m.name}.png")
+            for i, m in enumerate(mesh.materials) if m.textured}
+
+
 def write_obj(
     path: str | os.PathLike,
     vertices,
-    faces,
+    faces=None,
     *,
     vertex_colors=None,
     uv=None,
@@ -61,47 +90,63 @@ def write_obj(
     texture=None,
     normals=None,
 ) -> Path:
-    """Write an OBJ. With ``uv``+``faces_uv``+``texture`` also writes ``NAME.mtl`` and ``NAME.png``.
+    """Write an OBJ (+ ``NAME.mtl`` and one PNG per textured material).
 
-    Vertex colours are written as the common ``v x y z r g b`` extension (read by MeshLab, Blender,
-    trimesh)."""
+    Call it with a :class:`~facegcn.io.textured.TexturedMesh` (``write_obj(path, mesh)``: one
+    ``usemtl`` per material, one ``newmtl`` + ``map_Kd`` each, textures ``NAME.png`` for the first
+    material and ``NAME_<material>.png`` for the others, ``vn`` normals), or with arrays for one
+    material (``vertices (V, 3)``, ``faces (F, 3)``; with ``uv (T, 2)`` + ``faces_uv (F, 3)`` +
+    ``texture (H, W, 3)`` uint8 also the MTL and ``NAME.png``; ``normals (V, 3)`` → ``vn``).
+
+    Vertex colours (floats in [0, 1]) are written as the common ``v x y z r g b`` extension (read by
+    MeshLab, Blender, trimesh) when given, or for a mesh with an untextured material.
+
+    Returns:
+        ``path``.
+    """
     path = Path(path)
-    v = _np(vertices, np.float64)
-    f = _np(faces, np.int64)
-    vc = _np(vertex_colors, np.float64)
-    vt = _np(uv, np.float64)
-    ft = _np(faces_uv, np.int64)
-    vn = _np(normals, np.float64)
+    mesh = _as_textured(vertices, faces, vertex_colors, uv, faces_uv, texture, normals)
+    v = _np(mesh.vertices, np.float64)
+    vc = _np(mesh.vertex_colors, np.float64)
+    if isinstance(vertices, TexturedMesh) and all(m.textured for m in mesh.materials):
+        vc = None
+    vt = _np(mesh.uv, np.float64)
+    vn = _np(mesh.normals, np.float64)
+    tex_names = texture_file_names(mesh, path.stem)
     lines = ["# facegcn OBJ"]
-    textured = vt is not None and ft is not None
-    if textured and texture is not None:
+    if tex_names:
         lines.append(f"mtllib {path.stem}.mtl")
-        lines.append("usemtl face")
     if vc is not None:
         lines += [f"v {a:.6f} {b:.6f} {c:.6f} {r:.4f} {g:.4f} {bb:.4f}" for (a, b, c), (r, g, bb) in zip(v, np.clip(vc, 0, 1))]
     else:
         lines += [f"v {a:.6f} {b:.6f} {c:.6f}" for a, b, c in v]
-    if textured:
+    if vt is not None and any(m.faces_uv is not None for m in mesh.materials):
         lines += [f"vt {a:.6f} {b:.6f}" for a, b in vt]
     if vn is not None:
         lines += [f"vn {a:.6f} {b:.6f} {c:.6f}" for a, b, c in vn]
-    f1 = f + 1
-    if textured:
-        t1 = ft + 1
-        if vn is not None:
-            lines += [f"f {a}/{ta}/{a} {b}/{tb}/{b} {c}/{tc}/{c}" for (a, b, c), (ta, tb, tc) in zip(f1, t1)]
+    for mat in mesh.materials:
+        if tex_names:
+            lines.append(f"usemtl {mat.name}")
+        f1 = _np(mat.faces, np.int64) + 1
+        if mat.faces_uv is not None and vt is not None:
+            t1 = _np(mat.faces_uv, np.int64) + 1
+            if vn is not None:
+                lines += [f"f {a}/{ta}/{a} {b}/{tb}/{b} {c}/{tc}/{c}" for (a, b, c), (ta, tb, tc) in zip(f1, t1)]
+            else:
+                lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(f1, t1)]
+        elif vn is not None:
+            lines += [f"f {a}//{a} {b}//{b} {c}//{c}" for a, b, c in f1]
         else:
-            lines += [f"f {a}/{ta} {b}/{tb} {c}/{tc}" for (a, b, c), (ta, tb, tc) in zip(f1, t1)]
-    elif vn is not None:
-        lines += [f"f {a}//{a} {b}//{b} {c}//{c}" for a, b, c in f1]
-    else:
-        lines += [f"f {a} {b} {c}" for a, b, c in f1]
-    if textured and texture is not None:
-        atomic_write_bytes(path.with_suffix(".png"), _png_bytes(_np(texture, np.uint8)))
-        atomic_write_text(
-            path.with_suffix(".mtl"),
-            f"newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\nmap_Kd {path.stem}.png\n",
-        )
+            lines += [f"f {a} {b} {c}" for a, b, c in f1]
+    if tex_names:
+        for mat in mesh.materials:
+            if mat.name in tex_names:
+                atomic_write_bytes(path.parent / tex_names[mat.name], _png_bytes(_np(mat.texture, np.uint8)))
+        # untextured materials first, so that the file ends with a map_Kd line
+        blocks = [f"newmtl {m.name}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
+                  + (f"map_Kd {tex_names[m.name]}\n" if m.name in tex_names else "")
+                  for m in sorted(mesh.materials, key=lambda m: m.name in tex_names)]
+        atomic_write_text(path.with_suffix(".mtl"), "\n".join(blocks))
     atomic_write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -110,14 +155,22 @@ _FACE_TOKEN = re.compile(r"^(-?\d+)(?:/(-?\d*))?(?:/(-?\d*))?$")
 
 
 def read_obj(path: str | os.PathLike) -> MeshData:
-    """Read the OBJ subset this module writes (triangles/polygons, vt, vertex colours, map_Kd)."""
+    """Read the OBJ subset this module writes (triangles/polygons, vt, vn, vertex colours,
+    ``usemtl`` materials and their ``map_Kd`` textures).
+
+    Returns:
+        :class:`MeshData`; ``material_names`` / ``face_material (F,)`` / ``textures`` when the
+        file has ``usemtl`` lines, ``texture`` = the first material's (or the only) texture.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror}") from None
-    v, vc, vt, vn, f, ft = [], [], [], [], [], []
+    v, vc, vt, vn, f, ft, fm = [], [], [], [], [], [], []
     mtl = None
+    names: list[str] = []
+    current = -1
     for ln, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
@@ -142,10 +195,16 @@ def read_obj(path: str | os.PathLike) -> MeshData:
                         tidx.append(int(m.group(2)))
                 for k in range(1, len(idx) - 1):  # fan triangulation
                     f.append([idx[0], idx[k], idx[k + 1]])
+                    fm.append(current)
                     if len(tidx) == len(idx):
                         ft.append([tidx[0], tidx[k], tidx[k + 1]])
             elif parts[0] == "mtllib":
                 mtl = path.parent / " ".join(parts[1:])
+            elif parts[0] == "usemtl":
+                name = " ".join(parts[1:])
+                if name not in names:
+                    names.append(name)
+                current = names.index(name)
         except (ValueError, IndexError):
             raise InputError(f"{path}:{ln}: malformed OBJ line") from None
     if not v:
@@ -169,17 +228,34 @@ def read_obj(path: str | os.PathLike) -> MeshData:
             mesh.faces_uv = fix(ft, len(vt))
     if vn and len(vn) == len(v):
         mesh.normals = np.asarray(vn, np.float64)
+    if names:
+        mesh.material_names = names
+        mesh.face_material = np.asarray(fm, np.int64)
     if mtl is not None and mtl.is_file():
-        for line in mtl.read_text(errors="replace").splitlines():
-            p = line.split()
-            if p and p[0] == "map_Kd":
-                tex = mtl.parent / " ".join(p[1:])
-                if tex.is_file():
-                    from PIL import Image
-
-                    with Image.open(tex) as im:
-                        mesh.texture = np.asarray(im.convert("RGB"))
+        textures = _read_mtl_textures(mtl)
+        if textures:
+            mesh.textures = textures
+            first = next((n for n in names if n in textures), next(iter(textures)))
+            mesh.texture = textures[first]
     return mesh
+
+
+def _read_mtl_textures(mtl: Path) -> dict[str, np.ndarray]:
+    """``{newmtl name: map_Kd image (H, W, 3) uint8}`` of an MTL file (missing images skipped)."""
+    from PIL import Image
+
+    out: dict[str, np.ndarray] = {}
+    name = ""
+    for line in mtl.read_text(errors="replace").splitlines():
+        p = line.split()
+        if p and p[0] == "newmtl":
+            name = " ".join(p[1:])
+        elif p and p[0] == "map_Kd":
+            tex = mtl.parent / " ".join(p[1:])
+            if tex.is_file():
+                with Image.open(tex) as im:
+                    out[name] = np.asarray(im.convert("RGB"))
+    return out
 
 
 def write_ply(path: str | os.PathLike, vertices, faces, vertex_colors=None, normals=None) -> Path:
@@ -225,43 +301,88 @@ def read_ply(path: str | os.PathLike) -> MeshData:
     return MeshData(np.asarray(m.vertices), np.asarray(m.faces), vertex_colors=colors)
 
 
-def write_glb(
-    path: str | os.PathLike, vertices, faces, *, vertex_colors=None, uv=None, faces_uv=None, texture=None
-) -> Path:
-    """GLB (binary glTF 2.0). With a texture: seams are split so each glTF vertex has one UV."""
+def _glb_primitive(v, vn, vc, vt, mat: Material, compact: bool):
+    """One trimesh geometry for one material: textured (seams split so each glTF vertex has one
+    UV) or vertex-coloured; ``compact`` keeps only the material's own vertices."""
     import trimesh
     from PIL import Image
 
-    v = _np(vertices, np.float64)
-    f = _np(faces, np.int64)
-    if texture is not None and uv is not None and faces_uv is not None:
-        vt, ft = _np(uv, np.float64), _np(faces_uv, np.int64)
-        pairs = np.stack([f.reshape(-1), ft.reshape(-1)], 1)
+    f = _np(mat.faces, np.int64)
+    if mat.textured and vt is not None:
+        pairs = np.stack([f.reshape(-1), _np(mat.faces_uv, np.int64).reshape(-1)], 1)
         uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-        inv = inv.reshape(-1)
-        mesh = trimesh.Trimesh(v[uniq[:, 0]], inv.reshape(-1, 3), process=False)
-        material = trimesh.visual.material.PBRMaterial(
-            baseColorTexture=Image.fromarray(_np(texture, np.uint8)), metallicFactor=0.0, roughnessFactor=0.9
-        )
-        mesh.visual = trimesh.visual.TextureVisuals(uv=vt[uniq[:, 1]], material=material)
+        keep, faces = uniq[:, 0], inv.reshape(-1, 3)
+    elif compact:
+        keep, inv = np.unique(f, return_inverse=True)
+        faces = inv.reshape(-1, 3)
     else:
-        mesh = trimesh.Trimesh(v, f, process=False)
-        if vertex_colors is not None:
-            rgba = np.concatenate([to_uint8(vertex_colors), np.full((len(v), 1), 255, np.uint8)], 1)
-            mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
-    data = trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh))
+        keep, faces = np.arange(len(v)), f
+    mesh = trimesh.Trimesh(v[keep], faces, process=False)
+    if mat.textured and vt is not None:
+        material = trimesh.visual.material.PBRMaterial(
+            name=mat.name, baseColorTexture=Image.fromarray(_np(mat.texture, np.uint8)), metallicFactor=0.0,
+            roughnessFactor=0.9,
+        )  # fmt: skip
+        mesh.visual = trimesh.visual.TextureVisuals(uv=vt[uniq[:, 1]], material=material)
+    elif vc is not None:
+        rgba = np.concatenate([to_uint8(vc[keep]), np.full((len(keep), 1), 255, np.uint8)], 1)
+        mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=rgba)
+    if vn is not None:
+        mesh.vertex_normals = vn[keep]
+    return mesh
+
+
+def write_glb(
+    path: str | os.PathLike, vertices, faces=None, *, vertex_colors=None, uv=None, faces_uv=None, texture=None,
+    normals=None,
+) -> Path:
+    """GLB (binary glTF 2.0), one primitive (trimesh geometry, named after its material) per
+    material.
+
+    Call it with a :class:`~facegcn.io.textured.TexturedMesh` (``write_glb(path, mesh)``: each
+    material's own vertices, its texture or the vertex colours, NORMAL from ``mesh.normals``), or
+    with arrays for one material (``vertices (V, 3)``, ``faces (F, 3)``, ``vertex_colors (V, 3)``
+    in [0, 1], or ``uv (T, 2)`` + ``faces_uv (F, 3)`` + ``texture (H, W, 3)`` uint8; ``normals``
+    optional). Textured primitives split vertices at UV seams so each glTF vertex has one UV.
+
+    Returns:
+        ``path``.
+    """
+    import trimesh
+
+    mesh = _as_textured(vertices, faces, vertex_colors, uv, faces_uv, texture, normals)
+    v = _np(mesh.vertices, np.float64)
+    vn = _np(mesh.normals, np.float64)
+    vc, vt = _np(mesh.vertex_colors, np.float64), _np(mesh.uv, np.float64)
+    compact = len(mesh.materials) > 1
+    geoms = {m.name: _glb_primitive(v, vn, vc, vt, m, compact) for m in mesh.materials}
+    scene = trimesh.Scene()
+    for name, g in geoms.items():
+        scene.add_geometry(g, geom_name=name, node_name=name)
+    data = trimesh.exchange.gltf.export_glb(scene, include_normals=True if vn is not None else None)
     return atomic_write_bytes(path, data)
 
 
-def read_glb(path: str | os.PathLike):
-    """Load a GLB with trimesh; returns the single ``trimesh.Trimesh`` it holds."""
+def read_glb_parts(path: str | os.PathLike) -> dict:
+    """Load a GLB with trimesh: ``{geometry name: trimesh.Trimesh}`` (one per material, in file order)."""
     import trimesh
 
     try:
         scene = trimesh.load(str(path), force="scene")
     except Exception as exc:
         raise InputError(f"cannot read GLB {path}: {exc}") from None
-    geoms = list(scene.geometry.values())
-    if len(geoms) != 1:
-        raise InputError(f"{path}: expected one mesh, found {len(geoms)}")
-    return geoms[0]
+    if not scene.geometry:
+        raise InputError(f"{path}: no mesh")
+    return dict(scene.geometry)
+
+
+def read_glb(path: str | os.PathLike):
+    """Load a GLB with trimesh: the ``trimesh.Trimesh`` it holds, or with several primitives (one
+    per material) their concatenation (vertices and faces in file order; visuals merged by
+    trimesh). Per-material meshes: :func:`read_glb_parts`."""
+    import trimesh
+
+    geoms = list(read_glb_parts(path).values())
+    if len(geoms) == 1:
+        return geoms[0]
+    return trimesh.util.concatenate(geoms)

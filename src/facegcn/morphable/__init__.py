@@ -1,4 +1,5 @@
-"""facegcn.morphable: model loading (ICT default, BFM), coefficient layout, shape/albedo/normals."""
+"""facegcn.morphable: model loading (ICT default, BFM), coefficient layout, shape/albedo/normals,
+the parts that close the ICT face (``MorphableModel.parts``, ``closed_shape``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 from facegcn.errors import ModelFileError
 from facegcn.morphable.layout import PAPER_LAYOUT, CoeffLayout, Coefficients
 from facegcn.morphable.model import FaceMesh, ModelData, MorphableModel
+from facegcn.morphable.parts import PART_GROUPS, ModelParts
 
 __all__ = [
     "PAPER_LAYOUT",
@@ -14,7 +16,9 @@ __all__ = [
     "Coefficients",
     "FaceMesh",
     "ModelData",
+    "ModelParts",
     "MorphableModel",
+    "PART_GROUPS",
     "load_model",
     "load_model_data",
 ]

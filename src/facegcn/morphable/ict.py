@@ -5,6 +5,8 @@ head, neck and back of the head dropped), 100 identity deltas (weights ~ N(0, 1)
 expression blendshapes (weights in [0, 1]), quads split into triangles, UVs and the 68 Multi-PIE
 landmark vertices. Units: the source is in centimetres; loaded geometry is in decimetres like
 Deep3DFaceRecon's BFM. ICT has no albedo model: see :mod:`facegcn.morphable.albedo`.
+The embedded model also carries the parts that close the face (head, sockets, mouth interior,
+eyeballs: ``data/ict_parts.npz``, :mod:`facegcn.morphable.parts`), same coefficients.
 Licence: ``data/LICENSE-ICT-FaceKit``.
 """
 
@@ -18,6 +20,7 @@ import numpy as np
 from facegcn.errors import ModelFileError
 from facegcn.morphable.albedo import assemble_albedo_basis
 from facegcn.morphable.model import ModelData
+from facegcn.morphable.parts import load_parts, vendored_parts_path
 
 CM_TO_DM = 0.1
 REGION_PREFIX = "region_"
@@ -33,7 +36,20 @@ def quads_to_triangles(quads: np.ndarray) -> np.ndarray:
     return np.concatenate([quads[:, [0, 1, 2]], quads[:, [0, 2, 3]]], axis=0)
 
 
-def load_ict(path: str | Path | None = None, n_albedo: int = 80) -> ModelData:
+def load_ict(path: str | Path | None = None, n_albedo: int = 80, parts: str | Path | bool | None = None) -> ModelData:
+    """Read an ICT-format face model.
+
+    Args:
+        path: the ``.npz`` (default: the embedded model).
+        n_albedo: albedo components kept.
+        parts: the parts file (``ict_parts.npz``), True for the embedded one, False for none;
+            None (default): the embedded parts with the embedded model, none with another file.
+
+    Returns:
+        the :class:`ModelData` (decimetres), ``parts`` set when loaded.
+    """
+    if parts is None:
+        parts = path is None
     path = Path(path) if path is not None else vendored_path()
     try:
         d = np.load(path, allow_pickle=False)
@@ -56,6 +72,10 @@ def load_ict(path: str | Path | None = None, n_albedo: int = 80) -> ModelData:
     if not (np.isfinite(neutral).all() and np.isfinite(idd).all() and np.isfinite(exd).all()):
         raise ModelFileError(f"ICT face model {path} contains NaN or infinite values")
     mean_albedo, albedo_basis = assemble_albedo_basis(lam, phi, n_albedo)
+    model_parts = None
+    if parts is not False:
+        ppath = vendored_parts_path() if parts is True else Path(parts)
+        model_parts = load_parts(ppath, V, len(idd), len(exd), CM_TO_DM)
     return ModelData(
         name="ict",
         mean_shape=neutral * CM_TO_DM,
@@ -70,4 +90,5 @@ def load_ict(path: str | Path | None = None, n_albedo: int = 80) -> ModelData:
         faces_uv=quads_to_triangles(quads_uv),
         exp_names=names,
         info={"source": "ICT-FaceKit (MIT)", "albedo": "mean skin + Laplacian eigenbasis (synthetic)"},
+        parts=model_parts,
     )

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from facegcn.morphable.layout import CoeffLayout, Coefficients
+from facegcn.morphable.parts import ModelParts
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class ModelData:
     skin_weight: np.ndarray | None = None  # (V,) in [0, 1]
     info: dict[str, str] = field(default_factory=dict)
     recenter: bool = True
+    parts: ModelParts | None = None  # the closing parts (ICT), same units and coefficients
 
 
 class MorphableModel(nn.Module):
@@ -74,8 +76,10 @@ class MorphableModel(nn.Module):
         self.info = dict(data.info)
         self.exp_names = list(data.exp_names) if data.exp_names is not None else None
         mean = np.asarray(data.mean_shape, np.float32)
+        offset = np.zeros((1, 3), np.float32)
         if data.recenter:
-            mean = mean - mean.mean(0, keepdims=True)
+            offset = mean.mean(0, keepdims=True)
+            mean = mean - offset
         _check(data.id_basis.shape == (3 * V, data.id_basis.shape[1]), "identity basis shape")
         _check(data.exp_basis.shape[0] == 3 * V, "expression basis shape")
         _check(data.albedo_basis.shape[0] == 3 * V, "albedo basis shape")
@@ -112,6 +116,29 @@ class MorphableModel(nn.Module):
         self.layout = CoeffLayout(
             id=self.id_basis.shape[1], exp=self.exp_basis.shape[1], tex=self.albedo_basis.shape[1]
         )
+        self._init_parts(data.parts, offset[0])
+
+    def _init_parts(self, parts: ModelParts | None, offset: np.ndarray) -> None:
+        """The closing parts, moved by the same recentring offset as the face (buffers are not
+        persistent: they come from the model file, not from checkpoints)."""
+        self.parts = None if parts is None else parts.shifted(offset)
+        if self.parts is None:
+            return
+        p, V = self.parts, self.n_vertices
+        _check(p.n_face_vertices == V and p.id_deltas.shape[0] == self.layout.id
+               and p.exp_deltas.shape[0] == self.layout.exp, "parts do not match the face model")
+        P = p.n_vertices
+        self.register_buffer("part_mean", torch.from_numpy(p.neutral), persistent=False)
+        self.register_buffer("part_id_deltas", torch.from_numpy(p.id_deltas.reshape(-1, 3 * P)), persistent=False)
+        self.register_buffer("part_exp_deltas", torch.from_numpy(p.exp_deltas.reshape(-1, 3 * P)), persistent=False)
+        faces = np.concatenate([self.faces.numpy(), p.faces])
+        self.register_buffer("closed_faces", torch.as_tensor(faces, dtype=torch.int64), persistent=False)
+        # smoothing surfaces: the skin (face + head_and_neck) and each interior part on its own
+        skin = p.group_index("head_and_neck")
+        vs = np.concatenate([np.zeros(V, np.int64), np.where(p.vertex_group == skin, 0, p.vertex_group + 1)])
+        fs = np.concatenate([np.zeros(self.n_faces, np.int64), np.where(p.face_group == skin, 0, p.face_group + 1)])
+        self.register_buffer("_closed_corner_weight", torch.as_tensor(vs[faces] == fs[:, None], dtype=torch.float32),
+                             persistent=False)
 
     # ----------------------------------------------------------------- sizes
     @property
@@ -138,6 +165,49 @@ class MorphableModel(nn.Module):
         if exp_coeff is not None:
             offs = offs + exp_coeff @ self.exp_basis.T
         return self.mean_shape.unsqueeze(0) + offs.view(id_coeff.shape[0], -1, 3)
+
+    @property
+    def n_closed_vertices(self) -> int:
+        """V + P: the face's vertices followed by the parts' (V without parts)."""
+        return self.n_vertices + (self.parts.n_vertices if self.parts is not None else 0)
+
+    def closed_shape(self, id_coeff: torch.Tensor, exp_coeff: torch.Tensor | None = None) -> torch.Tensor:
+        """The closed head: the face (:meth:`shape`) followed by the part vertices.
+
+        Args:
+            id_coeff: ``(B, n_id)``; exp_coeff: ``(B, n_exp)`` or None (the same as :meth:`shape`).
+
+        Returns:
+            ``(B, V + P, 3)`` float32 in the model's units (decimetres); the first ``V`` rows are
+            exactly :meth:`shape`. Without parts (BFM...): :meth:`shape`, ``(B, V, 3)``.
+        """
+        face = self.shape(id_coeff, exp_coeff)
+        if self.parts is None:
+            return face
+        offs = id_coeff @ self.part_id_deltas
+        if exp_coeff is not None:
+            offs = offs + exp_coeff @ self.part_exp_deltas
+        return torch.cat([face, self.part_mean.unsqueeze(0) + offs.view(id_coeff.shape[0], -1, 3)], 1)
+
+    def closed_mesh_faces(self) -> torch.Tensor:
+        """``(F + Fp, 3)`` int64: the face's triangles, then the parts' (:attr:`faces` without parts)."""
+        return self.closed_faces if self.parts is not None else self.faces
+
+    def closed_vertex_normals(self, verts: torch.Tensor) -> torch.Tensor:
+        """Unit normals ``(B, V + P, 3)`` of :meth:`closed_shape` vertices: area-weighted over the
+        triangles of the vertex's own surface — the skin (face + head and neck) or its interior
+        part — so the mouth / eye sockets hanging off the lips and lids do not bend the skin's
+        normals. Without parts: :meth:`vertex_normals`."""
+        if self.parts is None:
+            return self.vertex_normals(verts)
+        f = self.closed_faces
+        v0, v1, v2 = verts[:, f[:, 0]], verts[:, f[:, 1]], verts[:, f[:, 2]]
+        fn = torch.cross(v1 - v0, v2 - v0, dim=-1)
+        vn = torch.zeros_like(verts)
+        w = self._closed_corner_weight.to(verts.dtype)
+        for k in range(3):
+            vn = vn.index_add(1, f[:, k], fn * w[:, k, None])
+        return torch.nn.functional.normalize(vn, dim=-1, eps=1e-12)
 
     def albedo(self, tex_coeff: torch.Tensor) -> torch.Tensor:
         """(B, n_tex) → per-vertex albedo (B, V, 3) in [0, 1] (not clamped)."""

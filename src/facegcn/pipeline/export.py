@@ -32,16 +32,31 @@ __all__ = ["EXPORT_SCALE", "write_outputs", "canonical_mesh", "bake_texture", "e
 EXPORT_SCALE = 0.1  # model decimetres → metres in every exported mesh
 
 
-def canonical_mesh(rec: "Reconstruction") -> tuple[torch.Tensor, torch.Tensor]:
+def canonical_mesh(rec: "Reconstruction", closed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """The fitted identity + expression in the canonical pose, in metres.
 
+    Args:
+        rec: the reconstruction.
+        closed: the closed head (face + the model's parts, :meth:`MorphableModel.closed_shape`,
+            interior parts that poke through the skin moved behind it,
+            :func:`facegcn.refine.parts_color.settle_parts`) instead of the face alone; the same
+            as the face for models without parts.
+
     Returns:
-        ``vertices (V, 3)`` and unit ``normals (V, 3)``, float32 on the model's device.
+        ``vertices (N, 3)`` and unit ``normals (N, 3)``, float32 on the model's device; ``N = V``
+        (face), or ``V + P`` with ``closed`` (the face's ``V`` first).
     """
-    c = rec.coarse.coeffs
+    c, m = rec.coarse.coeffs, rec.model
     with torch.no_grad():
-        verts = rec.model.shape(c.id, c.exp)[0] * EXPORT_SCALE
-        normals = rec.model.vertex_normals(verts[None])[0]
+        if closed and m.parts is not None:
+            from facegcn.refine.parts_color import settle_parts
+
+            shape = torch.as_tensor(settle_parts(m, m.closed_shape(c.id, c.exp)[0]), device=c.id.device)
+            verts = shape * EXPORT_SCALE
+            normals = m.closed_vertex_normals(verts[None])[0]
+        else:
+            verts = m.shape(c.id, c.exp)[0] * EXPORT_SCALE
+            normals = m.vertex_normals(verts[None])[0]
     return verts, normals
 
 
@@ -64,37 +79,56 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     """The mesh every writer and the fidelity evaluation use: canonical pose, metres, albedo
     texture (when the model has UVs and a textured format is asked for), vertex colours.
 
+    For a model with parts (ICT) the mesh is the closed head: vertices ``closed_shape`` (the face's
+    ``V`` first, then the parts'), materials ``face`` (the face texture, :func:`bake_texture`) and
+    ``parts`` (head, neck, sockets, mouth interior, eyeballs on the parts atlas,
+    :mod:`facegcn.refine.parts_color`); vertex colours = the face albedo, then the parts' colours.
+
     Returns:
         a :class:`~facegcn.io.textured.TexturedMesh` whose first material is the face.
     """
     m = rec.model
-    verts, normals = canonical_mesh(rec)
     albedo = rec.albedo.detach().clamp(0, 1).cpu().numpy().astype(np.float32)
     texture = bake_texture(rec, albedo, output)
     faces = m.faces.cpu().numpy().astype(np.int64)
     uv = m.uv.cpu().numpy().astype(np.float32) if m.has_uv else None
-    face_mat = Material("face", faces, m.faces_uv.cpu().numpy().astype(np.int64) if texture is not None else None,
-                        texture)
-    return TexturedMesh(verts.cpu().numpy().astype(np.float32), normals.cpu().numpy().astype(np.float32), albedo,
-                        uv, (face_mat,))
+    faces_uv = m.faces_uv.cpu().numpy().astype(np.int64) if m.has_uv else None
+    face_mat = Material("face", faces, faces_uv if texture is not None else None, texture)
+    verts, normals = canonical_mesh(rec, closed=m.parts is not None)
+    verts, normals = verts.cpu().numpy().astype(np.float32), normals.cpu().numpy().astype(np.float32)
+    if m.parts is None:
+        return TexturedMesh(verts, normals, albedo, uv, (face_mat,))
+    from facegcn.refine.parts_color import bake_parts_texture, part_colors
+    from facegcn.render.bake import sample_texture_at_vertices
+
+    p, V = m.parts, m.n_vertices
+    # the head continues what the face shows at the seam: its texture when there is one
+    face_colours = albedo if texture is None else sample_texture_at_vertices(texture, uv, faces_uv, faces, V)
+    colours = part_colors(rec, face_colours, verts / EXPORT_SCALE).colors
+    parts_tex, parts_fuv, all_uv = None, None, uv
+    if texture is not None:
+        parts_tex = bake_parts_texture(m, np.concatenate([face_colours, colours]), output.texture_size)
+        parts_fuv = p.faces_uv.astype(np.int64) + len(uv)
+        all_uv = np.concatenate([uv, p.uv]).astype(np.float32)
+    parts_mat = Material("parts", p.faces.astype(np.int64), parts_fuv, parts_tex)
+    return TexturedMesh(verts, normals, np.concatenate([albedo, colours]).astype(np.float32), all_uv,
+                        (face_mat, parts_mat))
 
 
 def write_meshes(rec: "Reconstruction", outdir: Path, output: OutputOptions) -> dict[str, str]:
-    """``mesh.obj`` (+ .mtl + texture), ``mesh.ply`` (vertex colours, normals) and ``mesh.glb``,
-    as ``output.formats`` asks. Returns ``{format: path}``."""
+    """``mesh.obj`` (+ ``mesh.mtl``, one texture per material: ``mesh.png`` for the face,
+    ``mesh_<material>.png`` for the others), ``mesh.ply`` (vertex colours, normals) and ``mesh.glb``
+    (one primitive per material), as ``output.formats`` asks. Returns ``{format: path}``."""
     fm = set(output.formats)
     mesh = export_mesh(rec, output)
-    face = mesh.materials[0]
-    textured = dict(uv=mesh.uv, faces_uv=face.faces_uv, texture=face.texture) if face.textured else {}
-    colours = None if face.textured else mesh.vertex_colors
     files: dict[str, str] = {}
     if "obj" in fm:
-        files["obj"] = str(write_obj(outdir / "mesh.obj", mesh.vertices, mesh.faces, vertex_colors=colours, **textured))
+        files["obj"] = str(write_obj(outdir / "mesh.obj", mesh))
     if "ply" in fm:
         files["ply"] = str(write_ply(outdir / "mesh.ply", mesh.vertices, mesh.faces, vertex_colors=mesh.vertex_colors,
                                      normals=mesh.normals))
     if "glb" in fm:
-        files["glb"] = str(write_glb(outdir / "mesh.glb", mesh.vertices, mesh.faces, vertex_colors=colours, **textured))
+        files["glb"] = str(write_glb(outdir / "mesh.glb", mesh))
     return files
 
 
