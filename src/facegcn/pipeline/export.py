@@ -20,7 +20,9 @@ from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
 from facegcn.io.imageops import to_uint8
+from facegcn.refine.parts_color import bake_parts_texture, part_colors
 from facegcn.refine.texture_map import compose_texture
+from facegcn.render.bake import sample_texture_at_vertices
 from facegcn.pipeline.figures import write_figures
 
 if TYPE_CHECKING:  # only for annotations: the reconstructor imports this module
@@ -90,6 +92,8 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     m = rec.model
     albedo = rec.albedo.detach().clamp(0, 1).cpu().numpy().astype(np.float32)
     texture = bake_texture(rec, albedo, output)
+    if rec.texture is not None and rec.texture.mode == output.texture:  # its base: skin filled where the photo showed none
+        albedo = rec.texture.vertex_albedo.astype(np.float32)
     faces = m.faces.cpu().numpy().astype(np.int64)
     uv = m.uv.cpu().numpy().astype(np.float32) if m.has_uv else None
     faces_uv = m.faces_uv.cpu().numpy().astype(np.int64) if m.has_uv else None
@@ -98,9 +102,6 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     verts, normals = verts.cpu().numpy().astype(np.float32), normals.cpu().numpy().astype(np.float32)
     if m.parts is None:
         return TexturedMesh(verts, normals, albedo, uv, (face_mat,))
-    from facegcn.refine.parts_color import bake_parts_texture, part_colors
-    from facegcn.render.bake import sample_texture_at_vertices
-
     p, V = m.parts, m.n_vertices
     # the head continues what the face shows at the seam: its texture when there is one
     face_colours = albedo if texture is None else sample_texture_at_vertices(texture, uv, faces_uv, faces, V)
