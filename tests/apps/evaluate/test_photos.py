@@ -40,6 +40,8 @@ def test_usage_errors(tmp_path):
         _invoke(["evaluate", str(tmp_path / "missing"), "-o", str(tmp_path / "r")])
     with pytest.raises(InputError):
         _invoke(["evaluate", str(tmp_path), "-o", str(tmp_path / "r")])  # empty folder
+    with pytest.raises(ConfigError, match="--labels"):
+        _invoke(["evaluate", "--synthetic", "1", "--labels", str(tmp_path / "l.csv"), "-o", str(tmp_path)])
 
 
 def test_register_adds_the_command():
@@ -103,6 +105,34 @@ def test_metrics_of_a_reconstruction_match_skimage(astronaut_reconstruction):
 
 
 @pytest.mark.slow
+def test_fidelity_of_a_reconstruction(astronaut_reconstruction):
+    """The fidelity columns of one reconstruction: the frontal render's projected landmarks agree
+    with dlib's landmarks on that render; the final export keeps more detail than the coarse one."""
+    from facegcn.apps.evaluate.fidelity import detail_render, fidelity_row, render_views, variant_meshes
+    from facegcn.evaluate.fidelity import EYE_CORNERS
+    from facegcn.frontend import observe
+    from facegcn.io.image import photo_from_array
+    from facegcn.io.imageops import image_to_uint8
+
+    rec = astronaut_reconstruction
+    row, res = fidelity_row(rec)
+    for v in ("coarse", "final"):
+        assert np.isfinite(row[f"detail_{v}"]) and row[f"detail_{v}"] >= 0
+        assert 0 <= row[f"seethrough_{v}"] < 0.5 and 0 <= row[f"idmiss_{v}"] <= 3
+    assert row["detail_final"] > row["detail_coarse"]
+    mesh = variant_meshes(rec)["final"]
+    front = render_views(mesh, (0.0,))[0.0]
+    lm_idx = rec.model.landmark_idx.cpu().numpy()
+    zoomed, lm = detail_render(mesh, mesh.vertices[lm_idx])
+    iod = np.linalg.norm(lm[EYE_CORNERS[1]] - lm[EYE_CORNERS[0]])
+    assert iod == pytest.approx(160.0, rel=1e-3)
+    for r, pts in ((front, front.project(lm_idx)), (zoomed, lm)):  # dlib on the render finds the same face
+        found = observe(photo_from_array(image_to_uint8(r.image)))[0].landmarks_photo
+        d = np.linalg.norm(pts[EYE_CORNERS[1]] - pts[EYE_CORNERS[0]])
+        assert np.linalg.norm(found - pts, axis=-1).mean() < 0.15 * d
+
+
+@pytest.mark.slow
 def test_missing_refined_result_leaves_blank_columns(astronaut_reconstruction):
     from dataclasses import replace
 
@@ -138,6 +168,11 @@ def test_evaluate_folder_cli(photo_folder, tmp_path, capsys):
     plots = out / "plots"
     assert (plots / "metrics_bars.png").is_file() and (plots / "contact_sheet.png").is_file()
     assert len(list((plots / "heatmaps").glob("*.png"))) == 3
+    # fidelity of the exported meshes: every photo and the mean have the final export's columns
+    assert "## Fidelity of the exported mesh" in md and len(list((plots / "views").glob("*.png"))) == 3
+    for r in rows:
+        assert float(r["detail_final"]) > 0 and 0 <= float(r["seethrough_final"]) < 0.5
+        assert float(r["idmiss_final"]) <= 3 and r["idsame_final"] == ""  # a flat folder: no people
 
 
 @pytest.mark.slow
@@ -145,12 +180,18 @@ def test_evaluate_folder_without_refinement_and_all_bad(tmp_path, photo_folder):
     from facegcn.apps.evaluate.photos import evaluate_folder
 
     one = tmp_path / "one"
-    one.mkdir()
-    (one / "a.png").write_bytes((photo_folder / "a_crop.png").read_bytes())
+    (one / "astro").mkdir(parents=True)
+    (one / "astro" / "a.png").write_bytes((photo_folder / "a_crop.png").read_bytes())
+    (one / "astro" / "b.png").write_bytes((photo_folder / "b_flip.png").read_bytes())
     rep = evaluate_folder(one, tmp_path / "r1", tiny_config(refine=False, photo_steps=5), plots=False, echo=lambda s: None)
-    assert len(rep.rows) == 1 and not rep.refined
+    assert len(rep.rows) == 2 and not rep.refined and rep.fidelity
     rows = list(csv.DictReader((tmp_path / "r1" / "metrics.csv").open()))
+    assert [r["image"] for r in rows] == ["astro/a.png", "astro/b.png", "mean"]
     assert rows[0]["psnr_refined"] == "" and rows[0]["psnr_coarse"] != ""
+    # one person in a sub-folder: same-person pairs, no other people; no refinement: no gcn export
+    assert float(rows[0]["idsame_photo"]) < 0.6 and rows[0]["idother_reject_final"] == ""
+    assert rows[0]["detail_gcn"] == "" and rows[0]["detail_coarse"] != ""
+    assert rows[0]["idsame_final"] != "" or float(rows[0]["idmiss_final"]) == 3
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "x.txt").write_text("hello")

@@ -93,3 +93,26 @@ def test_plots_are_written(tmp_path):
     # bars with no refined values at all still work
     plot_metric_bars(_rows(False), PHOTO_METRICS, tmp_path / "bars2.png")
     assert not math.isnan(float(np.asarray(Image.open(tmp_path / "bars2.png")).mean()))
+
+
+def test_fidelity_columns_and_tables(tmp_path):
+    from facegcn.apps.evaluate.report import FIDELITY_METRICS, FIDELITY_RESULTS, fidelity_table
+
+    rows = [{"image": "a.png", "detail_coarse": 0.01, "detail_final": 0.9, "seethrough_final": 0.02,
+             "idsame_photo": 0.4},
+            {"image": "b.png", "detail_coarse": 0.03, "detail_gcn": 0.1, "detail_final": 1.1}]
+    cols = columns_for(FIDELITY_METRICS)
+    keys = [k for k, _, _ in cols]
+    assert {"detail_coarse", "detail_gcn", "detail_final", "idother_reject_final", "idsame_photo"} <= set(keys)
+    back = list(csv.DictReader(write_csv(tmp_path / "f.csv", rows, cols).open()))
+    assert float(back[-1]["detail_final"]) == pytest.approx(1.0) and back[0]["detail_gcn"] == ""
+    mh, mc = means_table(rows, FIDELITY_METRICS, FIDELITY_RESULTS)
+    assert mh == ["metric", "coarse", "gcn", "final", "final − coarse", "better"]
+    assert mc[0][:5] == ["detail ratio", "0.020", "0.100", "1.000", "+0.980"]
+    header, cells = fidelity_table(rows, FIDELITY_METRICS)
+    assert header[:3] == ["image", "result", "detail ratio"]
+    assert [c[:2] for c in cells] == [["a.png", "coarse"], ["a.png", "final"], ["b.png", "coarse"], ["b.png", "gcn"],
+                                      ["b.png", "final"], ["**mean**", "coarse"], ["**mean**", "gcn"],
+                                      ["**mean**", "final"]]
+    # the default table keeps its two result columns
+    assert means_table(_rows(True), PHOTO_METRICS)[0] == ["metric", "coarse", "refined", "refined − coarse", "better"]

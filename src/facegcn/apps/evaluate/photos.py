@@ -9,6 +9,13 @@ fitted landmarks vs the detected ones (the refinement changes colours only, so t
 shares the coarse geometry and NME). Outputs in REPORT_DIR: ``report.md``, ``metrics.csv``,
 ``metrics.json``, ``plots/metrics_bars.png``, ``plots/contact_sheet.png``,
 ``plots/heatmaps/<photo>.png``. Files that cannot be read or hold no face are skipped and listed.
+
+Fidelity of the exported mesh where users look (:mod:`facegcn.apps.evaluate.fidelity`): detail
+ratio, see-through share and novel-view identity of unlit renders at yaw 0° / ±30° for the
+``coarse``, ``gcn`` and ``final`` exports, plus ``plots/views/<photo>.png`` (the final export's
+three views). Photos are grouped by person for the pair statistics: files in sub-folders belong to
+the sub-folder's person; ``labels`` (a CSV ``file,person``) overrides that; files at the top level
+without a label have no person (no pairs).
 """
 
 from __future__ import annotations
@@ -23,10 +30,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegcn.apps.evaluate.fidelity import (
+    FIDELITY_YAWS,
+    add_pair_columns,
+    fidelity_row,
+    person_of,
+    read_labels,
+    view_name,
+)
 from facegcn.apps.evaluate.report import (
+    FIDELITY_METRICS,
+    FIDELITY_RESULTS,
     PHOTO_METRICS,
     EvalItem,
     columns_for,
+    fidelity_table,
     markdown_table,
     mean_row,
     means_table,
@@ -49,6 +67,7 @@ from facegcn.evaluate.metrics import (
 )
 from facegcn.frontend.identity import IdentityEncoder
 from facegcn.io.atomic import atomic_write_text
+from facegcn.io.imageops import image_to_uint8, write_png
 from facegcn.io.jsonfile import strict_json
 from facegcn.pipeline import Reconstructor
 
@@ -125,13 +144,17 @@ def _photo_name(photo) -> str:
 
 
 def list_photos(photo_dir: str | Path) -> list[Path]:
-    """Every regular, non-hidden file of the folder (not recursive), sorted by name. Non-images are
-    kept: they are reported as skipped by the loader."""
+    """Every regular, non-hidden file of the folder and of its non-hidden sub-folders (one level:
+    a sub-folder is a person), sorted by relative path. Non-images are kept: they are reported as
+    skipped by the loader."""
 
     d = Path(photo_dir)
     if not d.is_dir():
         raise InputError(f"{d}: not a folder of photos")
-    files = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    top = [p for p in d.iterdir() if not p.name.startswith(".")]
+    files = [p for p in top if p.is_file()]
+    files += [q for sub in top if sub.is_dir() for q in sub.iterdir() if q.is_file() and not q.name.startswith(".")]
+    files.sort(key=lambda p: p.relative_to(d).as_posix())
     if not files:
         raise InputError(f"{d}: the folder holds no files")
     return files
@@ -149,12 +172,32 @@ class FolderReport:
     notes: list[str] = field(default_factory=list)
     refined: bool = False
     wall_s: float = 0.0
+    fidelity: bool = False
 
 
-def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: bool = True, echo=print) -> FolderReport:
-    """Reconstruct and evaluate every photo in ``photo_dir``; write the report into ``out_dir``."""
+def _fidelity(rec, name: str, plots_dir: Path | None) -> tuple[dict, dict]:
+    """Fidelity columns of one reconstruction; writes the final export's views when asked."""
+    t0 = time.perf_counter()
+    row, res = fidelity_row(rec, keep_renders=plots_dir is not None)
+    row["fidelity_s"] = time.perf_counter() - t0
+    if plots_dir is not None:
+        final = res["final"].renders
+        write_png(plots_dir / "views" / f"{_slug(Path(name).with_suffix('').as_posix())}.png",
+                  np.concatenate([image_to_uint8(final[y]) for y in sorted(final)], axis=1))
+        for f in res.values():
+            f.renders.clear()
+    return row, res
+
+
+def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: bool = True, echo=print,
+                    labels: str | Path | dict | None = None, fidelity: bool = True) -> FolderReport:
+    """Reconstruct and evaluate every photo in ``photo_dir``; write the report into ``out_dir``.
+
+    ``labels``: a CSV ``file,person`` (or its ``{file: person}``) for the person-level identity
+    statistics (default: sub-folders are people). ``fidelity``: also measure the exported meshes."""
     t_start = time.perf_counter()
     photos = list_photos(photo_dir)
+    labels = read_labels(labels) if isinstance(labels, (str, Path)) else (labels or {})
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg, notes = prepare_config(cfg)
@@ -162,31 +205,50 @@ def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: b
     rows: list[dict] = []
     items: list[EvalItem] = []
     skipped: list[tuple[str, str]] = []
+    persons, descs, fres = [], [], []
     for p in photos:
         t0 = time.perf_counter()
+        name = p.relative_to(Path(photo_dir)).as_posix()
         try:
             results = recon(p)
-            row, item = evaluate_reconstruction(results[0], recon.identity, name=p.name)
+            row, item = evaluate_reconstruction(results[0], recon.identity, name=name)
         except FaceGCNError as exc:
             why = str(exc)
             for prefix in (f"{p}: ", f"{p.name}: "):
                 why = why[len(prefix):] if why.startswith(prefix) else why
-            skipped.append((p.name, why))
-            echo(f"skipped {p.name}: {why}")
+            skipped.append((name, why))
+            echo(f"skipped {name}: {why}")
             continue
         except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
-            skipped.append((p.name, f"unexpected error {type(exc).__name__}: {exc}"))
-            echo(f"skipped {p.name}: unexpected error {type(exc).__name__}: {exc}")
+            skipped.append((name, f"unexpected error {type(exc).__name__}: {exc}"))
+            echo(f"skipped {name}: unexpected error {type(exc).__name__}: {exc}")
             if cfg.progress:
                 traceback.print_exc()
             continue
+        fid = ""
+        if fidelity:
+            try:
+                frow, res = _fidelity(results[0], name, out / "plots" if plots else None)
+            except Exception as exc:  # noqa: BLE001 - the fidelity columns stay blank for this photo
+                frow, res = {}, {}
+                notes.append(f"{name}: fidelity not measured ({type(exc).__name__}: {exc})")
+            row.update(frow)
+            persons.append(person_of(name, labels))
+            descs.append(results[0].observation.identity.detach().cpu().double().numpy())
+            fres.append(res)
+            if "detail_final" in row:
+                fid = (f", detail {row['detail_final']:.3f}, see-through {row['seethrough_final']:.4f}, "
+                       f"id dist {row['iddist_final']:.3f} ({row['idmiss_final']} miss)")
         row["time_s"] = time.perf_counter() - t0
         rows.append(row)
         items.append(item)
         extra = f", refined {row['psnr_refined']:.2f} dB" if "psnr_refined" in row else ""
-        echo(f"{p.name}: PSNR coarse {row['psnr_coarse']:.2f} dB{extra}, SSIM {row['ssim_coarse']:.4f}, "
-             f"identity {row['identity_coarse']:.4f}, NME {row['nme_coarse']:.4f}, {row['time_s']:.1f} s")
-    rep = FolderReport(rows, skipped, notes=notes, refined=any(i.refined is not None for i in items))
+        echo(f"{name}: PSNR coarse {row['psnr_coarse']:.2f} dB{extra}, SSIM {row['ssim_coarse']:.4f}, "
+             f"identity {row['identity_coarse']:.4f}, NME {row['nme_coarse']:.4f}{fid}, {row['time_s']:.1f} s")
+    if fidelity and rows:
+        add_pair_columns(rows, persons, descs, fres)
+    rep = FolderReport(rows, skipped, notes=notes, refined=any(i.refined is not None for i in items),
+                       fidelity=any("detail_final" in r for r in rows))
     if not rows:
         write_folder_report(rep, out, cfg, photo_dir, [], plots=False)
         raise InputError(f"{photo_dir}: none of the {len(photos)} file(s) could be evaluated "
@@ -196,8 +258,37 @@ def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: b
     return rep
 
 
+def _fidelity_extra(rows: list[dict]) -> list[str]:
+    """The per-view fidelity columns of the CSV (after the main ones)."""
+    keys = [f"{k}_{view_name(y)}_{r}" for r in FIDELITY_RESULTS for k in ("seethrough", "iddist") for y in FIDELITY_YAWS]
+    return [k for k in keys if any(k in r for r in rows)] + ["fidelity_s"]
+
+
+def _fidelity_markdown(rows: list[dict]) -> list[str]:
+    fh, fc = means_table(rows, FIDELITY_METRICS, FIDELITY_RESULTS)
+    base = mean_row(rows, ["idsame_photo", "idsame_photo_accept"])
+    ref = ("" if base["idsame_photo"] is None else
+           f"Reference, the photos themselves vs the same person's other photos: mean distance "
+           f"{base['idsame_photo']:.3f}, accepted {base['idsame_photo_accept']:.2f}.")
+    th, tc = fidelity_table(rows, FIDELITY_METRICS, FIDELITY_RESULTS)
+    return [
+        "## Fidelity of the exported mesh (where users look)", "",
+        "Unlit renders of the exported mesh + texture (`coarse`: the 3DMM albedo alone; `gcn`: the GCN albedo "
+        "alone; `final`: the export as written) at yaw 0° and ±30°. Detail ratio: mean squared Laplacian "
+        "(after a σ = 0.7 px Gaussian) of two 28² cheek patches of the frontal render vs the photo, both at an "
+        "inter-ocular distance of 80 px (render landmarks: the model's projected landmark vertices). "
+        "See-through: background inside the filled outline, as a share of it (mean of the 3 views). "
+        "Identity: dlib descriptor distance (front-end run on each render; threshold 0.6) to this photo, to "
+        "the same person's other photos (accept = distance < 0.6) and to other people's photos (reject = "
+        "distance ≥ 0.6); renders without a detected face are misses, left out.", "",
+        markdown_table(fh, fc), ref, "" if ref else None,
+        "### Per photo", "", markdown_table(th, tc),
+    ]
+
+
 def write_folder_report(rep: FolderReport, out: Path, cfg, photo_dir, items: list[EvalItem], plots: bool = True) -> None:
     cols = columns_for(PHOTO_METRICS)
+    fcols = columns_for(FIDELITY_METRICS) if rep.fidelity else []
     files = rep.files
     plot_lines: list[str] = []
     if plots and items:
@@ -214,9 +305,14 @@ def write_folder_report(rep: FolderReport, out: Path, cfg, photo_dir, items: lis
             plot_lines = ["## Plots", "", "![metrics: coarse vs refined](plots/metrics_bars.png)", "",
                           *[f"![photo | coarse | refined]({Path(s).relative_to(out).as_posix()})" for s in sheets],
                           "", "Error heat-maps (|render − photo| in the evaluation mask): " + ", ".join(links), ""]
+            views = sorted((pd / "views").glob("*.png")) if rep.fidelity else []
+            if views:
+                plot_lines += ["Unlit views of the final export (yaw −30°, 0°, +30°): "
+                               + ", ".join(f"[{v.stem}](plots/views/{v.name})" for v in views), ""]
         except ImportError as exc:
             rep.notes.append(f"plots skipped: {exc}")
-    files["csv"] = str(write_csv(out / "metrics.csv", rep.rows, cols, extra=["mask_pixels", "time_s"]))
+    extra = ["mask_pixels", "time_s"] + (_fidelity_extra(rep.rows) if rep.fidelity else [])
+    files["csv"] = str(write_csv(out / "metrics.csv", rep.rows, cols + fcols, extra=extra))
     mh, mc = means_table(rep.rows, PHOTO_METRICS)
     header, cells = table_rows(rep.rows, cols)
     n_ok, n_skip = len(rep.rows), len(rep.skipped)
@@ -235,12 +331,13 @@ def write_folder_report(rep: FolderReport, out: Path, cfg, photo_dir, items: lis
         *[f"- {x}" for x in rep.notes], "" if rep.notes else None,
         "## Means", "", markdown_table(mh, mc) if rep.rows else "(no photo evaluated)\n",
         "## Per photo", "", markdown_table(header, cells) if rep.rows else "(none)\n",
+        *(_fidelity_markdown(rep.rows) if rep.fidelity else []),
         "## Skipped files", "",
         *([f"- `{n}`: {why}" for n, why in rep.skipped] or ["(none)"]), "",
         *plot_lines,
     ]
     files["markdown"] = str(atomic_write_text(out / "report.md", "\n".join(x for x in md if x is not None)))
-    doc = {"photo_dir": str(photo_dir), "rows": rep.rows, "means": mean_row(rep.rows, [k for k, _, _ in cols]),
+    doc = {"photo_dir": str(photo_dir), "rows": rep.rows, "means": mean_row(rep.rows, [k for k, _, _ in cols + fcols]),
            "skipped": [{"file": n, "reason": w} for n, w in rep.skipped], "notes": rep.notes,
-           "refined": rep.refined, "wall_s": rep.wall_s, "config": cfg.to_dict()}
+           "refined": rep.refined, "fidelity": rep.fidelity, "wall_s": rep.wall_s, "config": cfg.to_dict()}
     files["json"] = str(atomic_write_text(out / "metrics.json", strict_json(doc, indent=1)))

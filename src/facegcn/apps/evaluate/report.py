@@ -18,6 +18,7 @@ import torch
 from facegcn.io.atomic import atomic_write_bytes, atomic_write_text
 
 RESULTS = ("coarse", "refined")
+FIDELITY_RESULTS = ("coarse", "gcn", "final")  # the exported meshes (apps.evaluate.fidelity.variant_meshes)
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Metric:
     higher_better: bool
     fmt: str = ".3f"
     paired: bool = True  # one column per result (coarse / refined)
+    results: tuple[str, ...] = RESULTS  # the results of a paired metric
 
 
 PHOTO_METRICS: tuple[Metric, ...] = (
@@ -35,6 +37,20 @@ PHOTO_METRICS: tuple[Metric, ...] = (
     Metric("l1", "L1", False, ".4f"),
     Metric("identity", "identity cos", True, ".4f"),
     Metric("nme", "landmark NME", False, ".4f"),
+)
+
+# fidelity of the exported mesh where users look (apps.evaluate.fidelity); per result of FIDELITY_RESULTS
+FIDELITY_METRICS: tuple[Metric, ...] = (
+    Metric("detail", "detail ratio", True, ".3f", results=FIDELITY_RESULTS),
+    Metric("seethrough", "see-through", False, ".4f", results=FIDELITY_RESULTS),
+    Metric("iddist", "id dist photo", False, ".3f", results=FIDELITY_RESULTS),
+    Metric("idaccept", "id accept photo", True, ".2f", results=FIDELITY_RESULTS),
+    Metric("idmiss", "id misses", False, ".0f", results=FIDELITY_RESULTS),
+    Metric("idsame", "id dist same person", False, ".3f", results=FIDELITY_RESULTS),
+    Metric("idsame_accept", "id accept same person", True, ".2f", results=FIDELITY_RESULTS),
+    Metric("idother_reject", "id reject other people", True, ".2f", results=FIDELITY_RESULTS),
+    Metric("idsame_photo", "photo id dist same person", False, ".3f", paired=False),
+    Metric("idsame_photo_accept", "photo id accept same person", True, ".2f", paired=False),
 )
 
 
@@ -58,7 +74,7 @@ def columns_for(metrics: tuple[Metric, ...] | list[Metric]) -> list[tuple[str, s
     cols = []
     for m in metrics:
         if m.paired:
-            for r in RESULTS:
+            for r in m.results:
                 cols.append((f"{m.key}_{r}", f"{m.label} {r}", m.fmt))
         else:
             cols.append((m.key, m.label, m.fmt))
@@ -143,18 +159,42 @@ def write_csv(path: str | Path, rows: list[dict], columns: list[tuple[str, str, 
     return atomic_write_text(path, buf.getvalue())
 
 
-def means_table(rows: list[dict], metrics: tuple[Metric, ...] | list[Metric]) -> tuple[list[str], list[list[str]]]:
-    """metric | coarse | refined | refined − coarse (paired metrics only)."""
-    header = ["metric", "coarse", "refined", "refined − coarse", "better"]
+def means_table(rows: list[dict], metrics: tuple[Metric, ...] | list[Metric],
+                results: tuple[str, ...] = RESULTS) -> tuple[list[str], list[list[str]]]:
+    """metric | one column per result | last − first | better (paired metrics only).
+
+    ``results`` default ``("coarse", "refined")``; :data:`FIDELITY_RESULTS` for the fidelity table."""
+    first, last = results[0], results[-1]
+    header = ["metric", *results, f"{last} − {first}", "better"]
     cells = []
     for m in metrics:
         if not m.paired:
             continue
-        mc = mean_row(rows, [f"{m.key}_coarse", f"{m.key}_refined"])
-        c, r = mc[f"{m.key}_coarse"], mc[f"{m.key}_refined"]
+        mc = mean_row(rows, [f"{m.key}_{r}" for r in results])
+        vals = [mc[f"{m.key}_{r}"] for r in results]
+        c, r = vals[0], vals[-1]
         d = None if c is None or r is None else r - c
-        cells.append([m.label, _fmt(c, m.fmt), _fmt(r, m.fmt), "" if d is None else format(d, "+" + m.fmt),
+        cells.append([m.label, *[_fmt(v, m.fmt) for v in vals], "" if d is None else format(d, "+" + m.fmt),
                       "higher" if m.higher_better else "lower"])
+    return header, cells
+
+
+def fidelity_table(rows: list[dict], metrics, results: tuple[str, ...] = FIDELITY_RESULTS,
+                   first: str = "image") -> tuple[list[str], list[list[str]]]:
+    """Long form of the paired metrics: one line per (image, result) that has any value, then one
+    ``mean`` line per result."""
+    ms = [m for m in metrics if m.paired]
+    header = [first, "result"] + [m.label for m in ms]
+    cells = []
+    for r in rows:
+        for res in results:
+            vals = [r.get(f"{m.key}_{res}") for m in ms]
+            if any(_is_num(v) for v in vals):
+                cells.append([str(r.get(first, "")), res] + [_fmt(v, m.fmt) for v, m in zip(vals, ms)])
+    for res in results:
+        mr = mean_row(rows, [f"{m.key}_{res}" for m in ms])
+        if any(v is not None for v in mr.values()):
+            cells.append(["**mean**", res] + [_fmt(mr[f"{m.key}_{res}"], m.fmt) for m in ms])
     return header, cells
 
 
