@@ -26,6 +26,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -276,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=Path, default=None, help="CSV file,person (default: sub-folders are people)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads in the workers (default 1)")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    ap.add_argument("--keep", action="store_true", help="keep the workers' exports (.npz) in /tmp")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -311,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, src in trees:
         work, info = run_tree(src, a.photo_dir, names, a.fast, a.threads, label)
         rows = measure_tree(work, info, photos, persons)
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
         commit = commit_of(src)
         if label == "old" and a.old_name and commit.startswith("unknown"):
             commit = a.old_name
