@@ -16,8 +16,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.lock
 	# Installed without their declared deps (already pinned in the lock): facenet-pytorch pins an
-	# old torch/torchvision (only its MTCNN weight files are used); gradio declares pillow<13.
-	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 gradio==6.31.0
+	# old torch/torchvision (only its MTCNN weight files are used); mediapipe is never imported (only
+	# its .tflite model files are read); gradio declares pillow<13.
+	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14 gradio==6.31.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
