@@ -10,8 +10,11 @@ Writes into ``--out`` (default ``docs/figures``):
 * ``demo_figure.png``   — the reconstruction of skimage's public-domain astronaut photo (NASA):
   photo | coarse 3DMM fit | GCN-refined texture | geometry | landmarks (the pipeline's figure.png);
 * ``demo_overlay.png``  — the final render composited on the photo (the pipeline's overlay.png);
-* ``demo_views.png``    — the reconstructed face (final albedo, fixed studio light) from −35°, 0°
-  and +35° of yaw, rendered with facegcn's own renderer;
+* ``demo_views.png``    — the photo's face, then the exported textured mesh (``mesh.obj``/``.glb``
+  as written: closed head, texel-resolution albedo texture) at −30°, 0° and +30° of yaw under a
+  soft viewer light, rendered with facegcn's own textured renderer;
+* ``views_<stem>.png``  — with ``--photos DIR``: the same row for each of your photos (these are
+  not committed: the repository ships only public-domain photos);
 * ``video_strip.png``   — with ``--video``: 4 frames of ``facegcn video`` on a synthetic clip made
   from the same photo (photo | smoothed render);
 * ``figures.json``      — provenance: settings, metrics, timings, git commit, versions;
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-refine", action="store_true", help="skip the GCN texture refinement")
     ap.add_argument("--video", action="store_true", help="also run the video pipeline and save a strip")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--photos", type=Path, help="also write views_<stem>.png for each photo of this folder")
     args = ap.parse_args(argv)
 
     from PIL import Image
@@ -85,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     import facegcn
     from facegcn.cli.reconstruct import build_config
     from facegcn.pipeline import Reconstructor
-    from facegcn.pipeline.figures import yaw_views
+    from facegcn.pipeline.export import export_mesh
+    from facegcn.pipeline.figures import face_crop, yaw_views
+
+    def views(r) -> np.ndarray:
+        return yaw_views(export_mesh(r, r.config.output), first=face_crop(r))
 
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = build_config(fast=args.fast, refine=not args.no_refine, device=args.device)
@@ -101,8 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         for key, name in (("figure", "demo_figure.png"), ("overlay", "demo_overlay.png")):
             shutil.copyfile(files[key], args.out / name)
             made[key] = name
-        Image.fromarray(yaw_views(result)).save(args.out / "demo_views.png")
+        Image.fromarray(views(result)).save(args.out / "demo_views.png")
         made["views"] = "demo_views.png"
+        for p in sorted(args.photos.iterdir()) if args.photos else ():
+            if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"):
+                Image.fromarray(views(rec(str(p))[0])).save(args.out / f"views_{p.stem}.png")
+                made[f"views_{p.stem}"] = f"views_{p.stem}.png"
         video_info = None
         if args.video:
             strip, video_info = _video_strip(rec, work)
@@ -130,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\nMarkdown for the README:\n")
     print(f"![photo | coarse | refined | geometry | landmarks]({rel}/demo_figure.png)\n")
     print(f"*The `facegcn demo` photo (skimage's public-domain astronaut) reconstructed: {caption}.*\n")
-    print(f"![the reconstructed face from three angles]({rel}/demo_views.png)")
+    print(f"![the photo, then the exported mesh at -30, 0 and +30 degrees]({rel}/demo_views.png)")
     if "video" in made:
         print(f"\n![facegcn video: photo | smoothed render]({rel}/video_strip.png)")
     return 0

@@ -52,13 +52,48 @@ def test_recovers_a_known_texture_from_its_image(ict):
     base_uv = bake_vertex_colors(scene.albedo_base.numpy(), faces, uv, fuv, size=S).astype(np.float32) / 255
     truth = base_uv * scene.texture.permute(1, 2, 0).numpy()
     photo = to_uint8(scene.image.permute(1, 2, 0))
-    gcn = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "gcn")
-    new = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "albedo")
+    # the truth's own scale (the exposure normalisation moves the light's mean into the albedo)
+    gcn = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "gcn", exposure=False)
+    new = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "albedo", exposure=False)
     seen = new.photo_alpha > 0.9
     assert seen.mean() > 0.05
     p_gcn, p_new = _psnr(gcn.image, truth, seen), _psnr(new.image, truth, seen)
     print(f"seen texels {seen.mean():.1%}: texture PSNR per-vertex {p_gcn:.2f} dB, composed {p_new:.2f} dB")
     assert p_new > p_gcn + 1.5
-    lit = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "lit")
+    lit = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, S, "lit", exposure=False)
     assert float(np.abs(lit.image - new.image)[seen].mean()) > 0.02  # the lit texture keeps the shading
     assert np.isfinite(new.image).all() and new.image.min() >= 0 and new.image.max() <= 1
+
+
+@pytest.mark.slow
+def test_exposure_removes_the_light_scale(ict):
+    """The albedo × light ambiguity: under a constant light E (DC-only SH) a fit finds the albedo
+    ``a / E``. The exposure-normalised texture is then the same whatever E (photo and base both
+    come back to the photo's scale); without the normalisation it is divided by the light."""
+    from facegcn.render import sh_irradiance
+    from dataclasses import replace
+
+    syn = FaceSynthesis(ict)
+    scene = make_scene(ict, syn, 2)
+    obs = scene_observation(scene)
+    photo = to_uint8(scene.image.permute(1, 2, 0))
+    out = {}
+    for name, dc in (("dim", (0.6, 0.7, 0.9)), ("bright", (1.3, 1.1, 1.0))):
+        sh = torch.zeros(1, 27)
+        sh[0, [0, 9, 18]] = torch.tensor(dc)
+        c = replace(scene.coeffs, sh=sh)
+        with torch.no_grad():
+            st = syn.state(c)
+            coarse = CoarseResult(c, st, syn.render(st))
+            e = sh_irradiance(st.normals, sh)[0]  # (V, 3), constant over V
+        assert float((e - e[0]).abs().max()) < 1e-5
+        alb = scene.albedo_base * 0.5 / e[0]  # what a fit under this light finds
+        out[name] = (compose_texture(ict, syn, obs, coarse, photo, alb, 256, "albedo"),
+                     compose_texture(ict, syn, obs, coarse, photo, alb, 256, "albedo", exposure=False), e[0].numpy())
+    seen = (out["dim"][0].photo_alpha > 0.9) & (out["bright"][0].photo_alpha > 0.9)
+    assert seen.mean() > 0.03
+    a, b = out["dim"][0].image[seen], out["bright"][0].image[seen]
+    assert np.abs(a - b).mean() < 0.01  # the same texture under either light
+    ra, rb = out["dim"][1].image[seen].mean(0), out["bright"][1].image[seen].mean(0)
+    expect = out["bright"][2] / out["dim"][2]
+    assert np.abs(ra / rb / expect - 1).max() < 0.05  # unnormalised: ÷ the light

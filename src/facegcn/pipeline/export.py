@@ -19,6 +19,7 @@ from facegcn.io.atomic import atomic_write_text, describe_write_error
 from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
+from facegcn.morphable.closure import MOUTH_COLOUR, mouth_backing, mouth_loop
 from facegcn.io.imageops import to_uint8
 from facegcn.refine.parts_color import bake_parts_texture, part_colors
 from facegcn.refine.texture_map import compose_texture
@@ -101,7 +102,7 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     verts, normals = canonical_mesh(rec, closed=m.parts is not None)
     verts, normals = verts.cpu().numpy().astype(np.float32), normals.cpu().numpy().astype(np.float32)
     if m.parts is None:
-        return TexturedMesh(verts, normals, albedo, uv, (face_mat,))
+        return _backed_slit(m, TexturedMesh(verts, normals, albedo, uv, (face_mat,)))
     p, V = m.parts, m.n_vertices
     # the head continues what the face shows at the seam: its texture when there is one
     face_colours = albedo if texture is None else sample_texture_at_vertices(texture, uv, faces_uv, faces, V)
@@ -114,6 +115,23 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     parts_mat = Material("parts", p.faces.astype(np.int64), parts_fuv, parts_tex)
     return TexturedMesh(verts, normals, np.concatenate([albedo, colours]).astype(np.float32), all_uv,
                         (face_mat, parts_mat))
+
+
+def _backed_slit(model, mesh: TexturedMesh) -> TexturedMesh:
+    """``mesh`` with a dark pocket behind the lip slit of a model without parts (BFM), as material
+    ``mouth`` (vertex colours; :mod:`facegcn.morphable.closure`); unchanged when there is no slit."""
+    faces = mesh.materials[0].faces
+    lm = model.landmark_idx.cpu().numpy()
+    loop = mouth_loop(faces, mesh.vertices, lm)
+    if loop is None:
+        return mesh
+    width = float(np.linalg.norm(mesh.vertices[lm[54]] - mesh.vertices[lm[48]]))
+    new_v, new_f = mouth_backing(mesh.vertices, loop, depth=0.35 * width)
+    verts = np.concatenate([mesh.vertices, new_v]).astype(np.float32)
+    n_new = np.tile(np.array([[0.0, 0.0, 1.0]], np.float32), (len(new_v), 1))
+    colours = np.concatenate([mesh.vertex_colors, np.tile(np.asarray(MOUTH_COLOUR, np.float32), (len(new_v), 1))])
+    return TexturedMesh(verts, np.concatenate([mesh.normals, n_new]), colours.astype(np.float32), mesh.uv,
+                        (*mesh.materials, Material("mouth", new_f)))
 
 
 def write_meshes(rec: "Reconstruction", outdir: Path, output: OutputOptions) -> dict[str, str]:

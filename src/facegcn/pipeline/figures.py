@@ -3,10 +3,10 @@ and the region mask."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import math
 
 import numpy as np
 import torch
@@ -14,13 +14,14 @@ from PIL import Image, ImageDraw
 
 from facegcn.frontend import save_label_png, warp_to_photo
 from facegcn.io.imageops import composite, image_to_uint8, write_png
-from facegcn.morphable import Coefficients
+from facegcn.io.textured import TexturedMesh
 from facegcn.render import sh_shading
+from facegcn.render.textured import head_camera, mesh_centre, pose_vertices, render_textured
 
 if TYPE_CHECKING:
     from facegcn.pipeline.reconstructor import Reconstruction
 
-__all__ = ["shaded_geometry", "landmark_panel", "comparison_strip", "photo_overlay", "yaw_views", "write_figures"]
+__all__ = ["shaded_geometry", "landmark_panel", "comparison_strip", "photo_overlay", "yaw_views", "face_crop", "write_figures"]
 
 
 def shaded_geometry(syn, state, size_hw=(224, 224)) -> torch.Tensor:
@@ -82,37 +83,56 @@ def photo_overlay(rec: "Reconstruction") -> np.ndarray:
     return image_to_uint8(composite(back[:3], back[3:4].clamp(0, 1), base))
 
 
-def yaw_views(rec: "Reconstruction", yaws_deg=(-35.0, 0.0, 35.0), distance_dm: float = 3.0) -> np.ndarray:
-    """The fitted face (canonical shape and expression, final albedo) under one fixed soft key light,
-    turned to each yaw angle and rendered with the package's renderer, side by side.
+def _headlight(mesh: TexturedMesh, cam, yaw: float, centre) -> torch.Tensor:
+    """``(H, W)`` Lambert factor of ``mesh`` turned by ``yaw`` under a soft light from the viewer's
+    upper left: the mesh's vertex normals rendered as colours through the same rasteriser."""
+    n = pose_vertices(mesh.normals, (0.0, yaw, 0.0), centre=np.zeros(3)).numpy()  # the mesh's rotation
+    light = np.array([-0.3, 0.35, 1.0], np.float32)
+    lam = np.clip(n @ (light / np.linalg.norm(light)), 0.0, 1.0)
+    flat = replace(mesh, vertex_colors=np.repeat(lam[:, None], 3, 1),
+                   materials=tuple(replace(m, faces_uv=None, texture=None) for m in mesh.materials))
+    return render_textured(flat, cam, angles=(0.0, yaw, 0.0), centre=centre, supersample=2).image[0]
+
+
+def yaw_views(mesh: TexturedMesh, yaws_deg=(-30.0, 0.0, 30.0), size: int = 320, *, lit: bool = True,
+              first: np.ndarray | None = None) -> np.ndarray:
+    """An exported textured mesh (what a user opens: :func:`~facegcn.pipeline.export.export_mesh`)
+    turned to each yaw about the centre of its first material (the face), framed on it, rendered with the package's textured renderer, side by side.
 
     Args:
-        rec: the reconstruction.
-        yaws_deg: the yaw angles in degrees (positive: the face turns to its left).
-        distance_dm: how far the head is moved back from the fitting camera's default (decimetres),
-            so that the whole head fits the 224² frame.
+        mesh: the export (canonical pose, +z towards the viewer).
+        yaws_deg: yaw angles in degrees (positive: the face turns to its left).
+        size: side of each square panel in pixels.
+        lit: multiply the texture by a soft Lambert light from the viewer's upper left, as a mesh
+            viewer shows it (False: the unlit texture, as the fidelity metrics see it).
+        first: an optional ``(size, size, 3)`` uint8 panel put first (e.g. :func:`face_crop`).
 
     Returns:
-        ``(224, 224·len(yaws_deg), 3)`` uint8, white background.
+        ``(size, size · k, 3)`` uint8 on white.
     """
-    c, syn = rec.coarse.coeffs, rec.synthesis
-    dev = c.id.device
-    sh = torch.zeros(1, 27, device=dev)
-    for ch in range(3):  # a soft key light from above (on top of the renderer's ambient term)
-        sh[0, ch * 9 + 1] = 0.2
-        sh[0, ch * 9 + 2] = 0.3
-        sh[0, ch * 9 + 3] = -0.1
-    albedo = rec.albedo.detach().to(dev)[None]
-    panels = []
+    face = np.asarray(mesh.vertices)[np.unique(mesh.materials[0].faces)]  # framed on the face
+    centre = mesh_centre(face)
+    cam = head_camera(face, (size, size), centre=centre, fill=0.9)
+    panels = [] if first is None else [np.asarray(first, np.uint8)]
     for yaw in yaws_deg:
-        ang = torch.tensor([[0.0, math.radians(yaw), 0.0]], device=dev)
-        cc = Coefficients(id=c.id, exp=c.exp, tex=c.tex, angles=ang, sh=sh,
-                          trans=torch.tensor([[0.0, 0.0, -distance_dm]], device=dev))
-        with torch.no_grad():
-            st = syn.state(cc, albedo=albedo)
-            r = syn.renderer(st.vertices, sh_shading(st.normals, albedo, sh), background=1.0)
-        panels.append(image_to_uint8(r.image[0]))
+        y = math.radians(yaw)
+        r = render_textured(mesh, cam, angles=(0.0, y, 0.0), centre=centre, background=1.0, supersample=2)
+        img = r.image
+        if lit:
+            shade = 0.45 + 0.55 * _headlight(mesh, cam, y, centre)
+            img = torch.where(r.mask[None], img * shade[None], img)
+        panels.append(image_to_uint8(img))
     return np.concatenate(panels, axis=1)
+
+
+def face_crop(rec: "Reconstruction", size: int = 320) -> np.ndarray:
+    """The photo around the face (a square 2.2× the 68 landmarks' extent), ``(size, size, 3)`` uint8."""
+    lm = np.asarray(rec.observation.landmarks_photo, np.float64)
+    c = (lm.min(0) + lm.max(0)) / 2.0
+    half = 1.1 * float((lm.max(0) - lm.min(0)).max())
+    im = Image.fromarray(np.asarray(rec.photo.pixels))
+    box = (c[0] - half, c[1] - half * 1.05, c[0] + half, c[1] + half * 0.95)
+    return np.asarray(im.transform((size, size), Image.EXTENT, box, Image.BICUBIC, fillcolor=(255, 255, 255)))
 
 
 def write_figures(rec: "Reconstruction", outdir: Path) -> dict[str, str]:

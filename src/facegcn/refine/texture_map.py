@@ -9,6 +9,8 @@ vertices)::
     c_m, w_m: the same at s_m(x)                      the unseen side takes its mirror
     α_d = min(w_d / τ, 1),   α_m = (1 − α_d) · min(w_m / τ, 1)
     photo layer: c_p = (α_d c_d + α_m c_m) / (α_d + α_m),   alpha α = α_d + α_m
+    exposure:    every colour × ḡ = Σ w_v E_v / Σ w_v    the light's mean over the seen face moves
+                                                      into the albedo (its free scale, per channel)
 
 ``P`` maps the aligned crop to the original photo (full resolution: the texture takes the photo's
 own pixels, not the 224² crop's), ``θ`` is the angle between the normal and the direction to the
@@ -166,6 +168,15 @@ def _vertex_terms(model, synthesis, observation, coarse) -> dict[str, np.ndarray
 _COLUMNS = ("photo", "crop", "vis", "cos", "irr")  # per-vertex terms, gathered as one (V, 9) block
 
 
+def _exposure_gain(irr: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(3,)`` the weighted mean irradiance ``Σ w E / Σ w`` over the vertices (1 where nothing is seen)."""
+    w = np.clip(weight, 0.0, None)
+    if w.sum() < 1e-6:
+        return np.ones(3)
+    g = (irr * w[:, None]).sum(0) / w.sum()
+    return np.clip(g, 0.2, 5.0)
+
+
 def _observe(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float):
     """De-lit photo colour ``(N, 3)``, weight ``(N,)`` and irradiance ``(N, 3)`` at the surface
     points of ``corners``; ``block`` is the ``(V, 9)`` concatenation of the vertex terms."""
@@ -175,12 +186,13 @@ def _observe(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.nda
     irr = np.maximum(a[:, 6:9], 0.05)
     ramp = np.clip((a[:, 5] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
     w = np.clip(a[:, 4], 0, 1) * ramp * m[:, 0] * inside
-    return np.clip(col / irr, 0.0, 1.0), w, irr
+    return np.maximum(col / irr, 0.0), w, irr
 
 
 def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndarray, albedo: torch.Tensor,
                     size: int, mode: str = "albedo", *, min_weight: float = 0.5, cos_lo: float = 0.25,
-                    cos_hi: float = 0.6, alpha_sigma: float = 3.0, coarse_bands: float = 1.0) -> UVTexture:
+                    cos_hi: float = 0.6, alpha_sigma: float = 3.0, coarse_bands: float = 1.0,
+                    exposure: bool = True) -> UVTexture:
     """The face's UV texture at texel resolution (see the module docstring).
 
     Args:
@@ -199,6 +211,11 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
         alpha_sigma: Gaussian blur of the photo alpha in texels (at S = 1024; scaled with S).
         coarse_bands: factor on the alpha of the bands coarser than the mesh's vertex spacing
             (1 = the photo's colour everywhere it is seen; 0 = only its fine detail).
+        exposure: fix the albedo's scale, which a single photo leaves free (albedo × light), so
+            that the fitted irradiance averages 1 per channel over the seen face: the albedo is
+            multiplied by that mean ``ḡ = Σ w E / Σ w`` (weights: visibility × viewing angle ×
+            face region). The texture then has the photo's own brightness and white balance on
+            average, and only the shading is removed (False: the fit's own scale).
 
     Returns:
         :class:`UVTexture`.
@@ -212,18 +229,22 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     b = bary[covered].astype(np.float32)
     base_v = albedo.detach().clamp(0, 1).cpu().double().numpy()
     alpha = np.zeros((size, size), np.float32)
-    if mode == "gcn":
-        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v)
     terms = _vertex_terms(model, synthesis, observation, coarse)
-    photo = photo_pixels.astype(np.float32) / 255.0
     region = _region_mask(observation, coarse.rendering.mask[0])
     m_v, _ = _sample_bilinear(region, terms["crop"])
     ramp_v = np.clip((terms["cos"][:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
-    base_v = skin_filled_albedo(base_v, m_v[:, 0] * terms["vis"][:, 0] * ramp_v, faces)
+    seen_v = m_v[:, 0] * terms["vis"][:, 0] * ramp_v
+    gain = _exposure_gain(terms["irr"], seen_v) if exposure else np.ones(3)
+    if mode == "gcn":
+        base_v = np.clip(base_v * gain, 0.0, 1.0)
+        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v)
+    photo = photo_pixels.astype(np.float32) / 255.0
+    base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces) * gain, 0.0, 1.0)
     base = _bake(base_v, corners, b, covered, size)
     block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
     c_d, w_d, irr = _observe(block, corners, b, photo, region, cos_lo, cos_hi)
     c_m, w_m, _ = _observe(block, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi)
+    c_d, c_m = np.clip(c_d * gain, 0.0, 1.0), np.clip(c_m * gain, 0.0, 1.0)
     a_d = np.minimum(w_d / min_weight, 1.0)
     a_m = (1.0 - a_d) * np.minimum(w_m / min_weight, 1.0)
     a = a_d + a_m
@@ -239,7 +260,7 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
                           band_gain=lambda i: 1.0 if i < fine else coarse_bands).permute(1, 2, 0).numpy()
     if mode == "lit":
         shade = np.zeros((size, size, 3), np.float32)
-        shade[covered] = irr
+        shade[covered] = irr / gain
         out = out * fill_gutter(shade, covered, 8, "mean")
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
     return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v)

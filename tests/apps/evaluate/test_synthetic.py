@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from facegcn.apps.evaluate.scenes import make_scene, procedural_texture, sample_coefficients, scene_observation
-from facegcn.apps.evaluate.synthetic import run_synthetic
+from facegcn.apps.evaluate.scenes import photo_skin_detail
+from facegcn.apps.evaluate.synthetic import run_synthetic, uv_texture_truth
 from tests.apps.evaluate.conftest import tiny_config
 
 
@@ -82,6 +83,46 @@ def test_observation_is_consistent(scene):
     assert float((chip.sum(1) > 0).float().mean()) > 0.95  # the chip lies inside the image
 
 
+def test_uv_truth_is_the_baked_base_times_the_detail(ict, scene):
+    """With a flat detail texture the UV truth is the base albedo baked by the package's own
+    vertex-colour baker (a second implementation); with the real one its ratio to that is the
+    detail texture itself, sampled at the texel centres."""
+    from dataclasses import replace
+
+    from facegcn.render.bake import bake_vertex_colors
+
+    S = 256
+    flat = replace(scene, texture=torch.ones_like(scene.texture))
+    truth, seen, covered = uv_texture_truth(ict, flat, S)
+    baked = bake_vertex_colors(scene.albedo_base.numpy(), ict.faces.numpy(), ict.uv.numpy(), ict.faces_uv.numpy(), S)
+    baked = np.asarray(baked, np.float32)
+    baked = baked / 255.0 if baked.max() > 1.5 else baked
+    assert np.abs(truth - baked[covered]).max() < 1.5 / 255
+    assert 0.1 < seen.mean() < 0.9  # a turned face: part of the layout is hidden
+    real, _, _ = uv_texture_truth(ict, scene, S)
+    ratio = real / np.maximum(truth, 1e-3)
+    keep = truth.min(1) > 0.05
+    from skimage.transform import resize
+
+    want = resize(scene.texture.permute(1, 2, 0).numpy(), (S, S), order=1, anti_aliasing=False)[covered]
+    assert np.median(np.abs(ratio[keep] - want[keep])) < 0.02
+
+
+def test_photo_skin_detail_keeps_the_photo_statistics():
+    """The quilted detail has about the high-pass spread of the real cheek patches and no DC."""
+    from scipy.ndimage import gaussian_filter
+    from skimage import data
+
+    from facegcn.apps.evaluate.scenes import SKIN_HALF, SKIN_PATCHES
+
+    d = np.log(photo_skin_detail(np.random.default_rng(0), 256))
+    lum = data.astronaut().astype(np.float64).mean(-1) + 1.0
+    hp = np.log(lum / gaussian_filter(lum, 3.0))
+    ref = np.mean([hp[y - SKIN_HALF:y + SKIN_HALF, x - SKIN_HALF:x + SKIN_HALF].std() for x, y in SKIN_PATCHES])
+    assert abs(d.mean()) < 0.01
+    assert 0.6 * ref < d.std() < 1.1 * ref  # resampling ×2 smooths a little
+
+
 def test_models_without_uvs_or_regions(ict):
     """BFM-like models (no UV layout, no named regions): planar UVs, all vertices count as front."""
     from facegcn.coarse.synthesis import FaceSynthesis
@@ -108,6 +149,8 @@ def test_run_synthetic_two_images(tmp_path):
         assert 10 < r["tex_psnr_coarse"] < 40
         assert 10 < r["psnr_coarse"] < 50 and 0 < r["ssim_coarse"] <= 1
         assert r["nme_coarse"] < 0.15
+        for k in ("tex_uv_psnr_seen_gcn", "tex_uv_psnr_seen_final", "tex_uv_psnr_unseen_gcn", "tex_uv_psnr_unseen_final"):
+            assert 10 < r[k] < 40, (k, r[k])
     for f in ("synthetic.md", "synthetic.csv", "synthetic.json", "images/synth_000.png", "images/synth_001.png",
               "plots/metrics_bars.png", "plots/contact_sheet.png", "plots/heatmaps/synth_000.png"):
         assert (tmp_path / f).is_file(), f

@@ -113,9 +113,64 @@ def _paint_spots(detail: np.ndarray, centres_px: np.ndarray, radii: np.ndarray, 
         detail[:, y0:y1, x0:x1] *= 1.0 - s * p[None] * tint[:, None, None]
 
 
+# Skin patches of skimage's astronaut (public domain, NASA; shipped with scikit-image): the cheeks,
+# centred between dlib's jaw landmark 2 and nose landmark 31 and between 14 and 35 of that photo
+# (x, y pixels; the photo's inter-ocular distance is 60 px), half-side 10 px.
+SKIN_PATCHES = ((197, 129), (251, 131))
+SKIN_HALF = 10
+
+
+def photo_skin_detail(rng: np.random.Generator, size: int, texels_per_px: float = 2.0) -> np.ndarray:
+    """``(S, S)`` multiplicative luminance detail (≈ 1) with a real photo's statistics: the
+    high-pass (÷ its σ = 3 px Gaussian) of real cheek skin (:data:`SKIN_PATCHES`), resampled to
+    ``texels_per_px`` and quilted over the map: random patches, flips and transposes, overlap-added
+    with Hann windows in the log domain and normalised by ``√Σw²`` so the variance is the patches'."""
+    from skimage import data
+
+    lum = data.astronaut().astype(np.float64).mean(-1) + 1.0
+    tiles = []
+    for cx, cy in SKIN_PATCHES:
+        big = lum[cy - 3 * SKIN_HALF:cy + 3 * SKIN_HALF, cx - 3 * SKIN_HALF:cx + 3 * SKIN_HALF]
+        hp = np.log(big / gaussian_filter(big, 3.0))[2 * SKIN_HALF:4 * SKIN_HALF, 2 * SKIN_HALF:4 * SKIN_HALF]
+        tiles.append(zoom(hp - hp.mean(), texels_per_px, order=1))
+    t = tiles[0].shape[0]
+    win = np.outer(np.hanning(t), np.hanning(t))
+    step = t // 2
+    acc = np.zeros((size + 2 * t, size + 2 * t))
+    wsq = np.zeros_like(acc)
+    for y in range(0, size + t, step):
+        for x in range(0, size + t, step):
+            tile = tiles[int(rng.integers(len(tiles)))]
+            tile = np.rot90(tile, int(rng.integers(4)))
+            if rng.random() < 0.5:
+                tile = tile[:, ::-1]
+            acc[y:y + t, x:x + t] += win * tile
+            wsq[y:y + t, x:x + t] += win * win
+    out = acc[t:t + size, t:t + size] / np.sqrt(np.maximum(wsq[t:t + size, t:t + size], 1e-6))
+    return np.exp(out)
+
+
+def _makeup(model, rng: np.random.Generator, S: int, uv_v: np.ndarray) -> np.ndarray:
+    """``(3, S, S)`` multiplicative make-up: lipstick on the mouth region and eye shadow around the
+    eyes, each with a random tint and strength (nearest vertex in UV, smoothed)."""
+    lab = _vertex_labels(model).astype(np.float64)
+    r, c = np.mgrid[0:S, 0:S]
+    tex_uv = np.stack([(c.ravel() + 0.5) / S, 1.0 - (r.ravel() + 0.5) / S], -1)
+    _, nn = cKDTree(uv_v).query(tex_uv)
+    out = np.ones((3, S, S))
+    for region, sigma, tints in ((5.0, 1.5, ([0.95, 0.55, 0.6], [0.8, 0.45, 0.55])), (3.0, 6.0, ([0.7, 0.6, 0.8], [0.75, 0.7, 0.6]))):
+        w = gaussian_filter((lab[nn] == region).reshape(S, S).astype(np.float64), sigma * S / 512.0)
+        w = np.clip(w * 1.5, 0.0, 1.0) * rng.uniform(0.5, 1.0)
+        tint = np.asarray(tints[int(rng.integers(2))])[:, None, None]
+        out *= 1.0 - w[None] * (1.0 - tint)
+    return out
+
+
 def procedural_texture(model, seed: int, size: int = TEXTURE_SIZE) -> torch.Tensor:
     """(3, S, S) multiplicative detail texture (≈ 1 on average) in the layout of :func:`uv_layout`
-    (texel (r, c) ↔ uv ((c + .5)/S, 1 − (r + .5)/S), as :func:`facegcn.render.sample_texture`)."""
+    (texel (r, c) ↔ uv ((c + .5)/S, 1 − (r + .5)/S), as :func:`facegcn.render.sample_texture`):
+    real skin detail from a photo (:func:`photo_skin_detail`), multi-scale noise, freckles and
+    moles, and for some seeds stubble and make-up (:func:`_makeup`)."""
 
     rng = np.random.default_rng(10_000 + int(seed))
     S = int(size)
@@ -128,7 +183,7 @@ def procedural_texture(model, seed: int, size: int = TEXTURE_SIZE) -> torch.Tens
         lum += amp * n / (n.std() + 1e-12)
     chroma = gaussian_filter(rng.standard_normal((3, S, S)), (0, 3, 3), mode="wrap")
     chroma = 0.02 * chroma / (chroma.std() + 1e-12)
-    detail = (1.0 + lum)[None] * (1.0 + chroma)
+    detail = (1.0 + lum)[None] * (1.0 + chroma) * photo_skin_detail(rng, S)[None]
     front = model.region("front").cpu().numpy() if "front" in model.region_names else np.arange(model.n_vertices)
     # freckles and moles, centred on random front vertices
     k = int(rng.integers(60, 201))
@@ -147,6 +202,8 @@ def procedural_texture(model, seed: int, size: int = TEXTURE_SIZE) -> torch.Tens
         dots /= dots.max() + 1e-12
         dark = wmap * rng.uniform(0.5, 0.8) * (0.3 + 0.7 * dots)
         detail *= 1.0 - dark[None] * np.array([0.8, 0.85, 0.9])[:, None, None]
+    if rng.random() < 0.5:  # make-up
+        detail *= _makeup(model, rng, S, uv_v)
     return torch.as_tensor(np.clip(detail, 0.15, 1.4), dtype=torch.float32)
 
 

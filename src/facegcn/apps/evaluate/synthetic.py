@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from facegcn.apps.evaluate.photos import evaluate_reconstruction, prepare_config
@@ -39,12 +40,17 @@ from facegcn.io.image import Photo
 from facegcn.io.imageops import image_to_uint8, write_png
 from facegcn.io.jsonfile import strict_json
 from facegcn.pipeline import Reconstructor
+from facegcn.refine.texture_map import compose_texture
+from facegcn.render import sample_texture
+from facegcn.render.bake import rasterize_uv
 
 SYNTH_METRICS: tuple[Metric, ...] = (
     Metric("geom_mm", "geometry (mm)", False, ".2f", paired=False),
     Metric("geom_mean_face_mm", "mean face (mm)", False, ".2f", paired=False),
     Metric("tex_psnr", "texture PSNR (dB)", True, ".2f"),
     Metric("tex_psnr_gain", "texture PSNR gain-corr. (dB)", True, ".2f"),
+    Metric("tex_uv_psnr_seen", "UV texture PSNR, seen texels (dB)", True, ".2f", results=("gcn", "final")),
+    Metric("tex_uv_psnr_unseen", "UV texture PSNR, unseen texels (dB)", True, ".2f", results=("gcn", "final")),
 ) + PHOTO_METRICS + (
     Metric("yaw_deg", "yaw (°)", False, ".1f", paired=False),
     Metric("time_s", "time (s)", False, ".1f", paired=False),
@@ -73,6 +79,52 @@ def _front_region(model) -> tuple[torch.Tensor, torch.Tensor]:
     front_mask = torch.zeros(model.n_vertices, dtype=torch.bool)
     front_mask[front.cpu()] = True
     return front, front_mask
+
+
+def uv_texture_truth(model, scene, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scene's true albedo in the model's UV layout at ``size``² and the texels it covers.
+
+    A covered texel's surface point (its UV triangle and barycentrics, :func:`rasterize_uv`) gets
+    the base 3DMM albedo interpolated there times the detail texture sampled at its own UV (the
+    scene's detail lives in the model's UV layout, :func:`~.scenes.uv_layout`); texels are *seen*
+    when the three vertices of their triangle are visible in the scene image.
+
+    Returns:
+        ``truth (N, 3)`` float32 in [0, 1], ``seen (N,)`` bool, ``covered (S, S)`` bool (the ``N``
+        covered texels in row-major order).
+    """
+    uv = model.uv.detach().cpu().numpy()
+    fuv = model.faces_uv.detach().cpu().numpy()
+    tri, bary = rasterize_uv(uv, fuv, size)
+    covered = tri >= 0
+    t, b = tri[covered], bary[covered].astype(np.float64)
+    corners = model.faces.cpu().numpy()[t]
+    base = scene.albedo_base.double().numpy()
+    vis = scene.visible.numpy().astype(bool)
+    base_t = (base[corners] * b[..., None]).sum(1)
+    uv_t = (uv[fuv[t]] * b[..., None]).sum(1)
+    detail = sample_texture(scene.texture, torch.as_tensor(uv_t, dtype=torch.float32)[None])[0].double().numpy()
+    truth = np.clip(base_t * detail, 0.0, 1.0).astype(np.float32)
+    return truth, vis[corners].all(1), covered
+
+
+def _uv_texture_columns(rec: Reconstructor, r, scene, front_mask: torch.Tensor) -> dict[str, float]:
+    """``tex_uv_psnr_{seen,unseen}_{gcn,final}``: PSNR of the exported UV texture (``final``: as
+    composed by the pipeline; ``gcn``: the per-vertex GCN albedo baked alone) against
+    :func:`uv_texture_truth`, over the ``front`` texels seen / not seen in the image."""
+    if r.texture is None:
+        return {}
+    size = r.texture.image.shape[0]
+    truth, seen, covered = uv_texture_truth(rec.model, scene, size)
+    tri, _ = rasterize_uv(rec.model.uv.detach().cpu().numpy(), rec.model.faces_uv.detach().cpu().numpy(), size)
+    front = front_mask.numpy()[rec.model.faces.cpu().numpy()[tri[covered]]].all(1)
+    gcn = compose_texture(rec.model, rec.synthesis, r.observation, r.coarse, r.photo.pixels, r.albedo, size, "gcn")
+    out = {}
+    for name, img in (("gcn", gcn.image), ("final", r.texture.image)):
+        got = torch.as_tensor(img[covered])
+        for part, sel in (("seen", seen & front), ("unseen", ~seen & front)):
+            out[f"tex_uv_psnr_{part}_{name}"] = vertex_psnr(got, torch.as_tensor(truth), torch.as_tensor(sel))
+    return out
 
 
 def _evaluate_scene(rec: Reconstructor, seed: int, name: str, out: Path):
@@ -105,6 +157,8 @@ def _evaluate_scene(rec: Reconstructor, seed: int, name: str, out: Path):
             row[f"tex_psnr_{res}"] = vertex_psnr(alb, scene.albedo_true, sel)
             row[f"tex_psnr_gain_{res}"] = vertex_psnr(alb, scene.albedo_true, sel, gain=True)
     row["tex_psnr_base_oracle"] = vertex_psnr(scene.albedo_base, scene.albedo_true, sel)
+    if rec.model.has_uv:
+        row.update(_uv_texture_columns(rec, r, scene, front_mask))
     return row, item
 
 
