@@ -111,14 +111,14 @@ def test_parts_atlas_reads_back_every_triangle_colour(ict):
 
 @pytest.fixture(scope="module")
 def synthetic_rec(ict, syn):
-    """A frontal neutral face rendered over green with a known blue-grey iris."""
+    """A frontal neutral face rendered over green with a known blue-grey iris and a grey sclera."""
     c = Coefficients(id=torch.zeros(1, 100), exp=torch.zeros(1, 53), tex=torch.zeros(1, ict.layout.tex),
                      angles=torch.zeros(1, 3), sh=torch.zeros(1, 27), trans=torch.zeros(1, 3))
     p, V = ict.parts, ict.n_vertices
     shape = settle_parts(ict, ict.closed_shape(c.id, c.exp)[0])
     rho, front = eye_coordinates(p)
     iris = np.array([0.22, 0.32, 0.42], np.float32)
-    col = np.tile(np.asarray(DEFAULT_COLORS["sclera"], np.float32), (p.n_vertices, 1))
+    col = np.tile(np.array([0.62, 0.6, 0.58], np.float32), (p.n_vertices, 1))
     col[(rho < IRIS_RADIUS * 1.05) & front] = iris
     albedo = torch.cat([ict.mean_albedo, torch.from_numpy(col)])[None]
     with torch.no_grad():
@@ -133,9 +133,17 @@ def synthetic_rec(ict, syn):
 
 def test_iris_colour_comes_from_the_photo(synthetic_rec):
     rec, iris = synthetic_rec
-    pc = part_colors(rec)
+    pc = part_colors(rec, exposure=np.ones(3))
     assert pc.observed_pixels["iris_left"] >= 12 and pc.observed_pixels["iris_right"] >= 12
     np.testing.assert_allclose(pc.iris, np.tile(iris, (2, 1)), atol=0.03)
+    # the white of the eye around the iris is the photo's (greyer than the default)
+    rho, front = eye_coordinates(rec.model.parts)
+    t = rho / IRIS_RADIUS
+    ring = front & (t > 1.4) & (t < 2.4)
+    np.testing.assert_allclose(pc.colors[ring].mean(0), [0.62, 0.6, 0.58], atol=0.04)
+    # photo colours move onto the face texture's scale: × its exposure
+    brighter = part_colors(rec, exposure=np.full(3, 1.2))
+    np.testing.assert_allclose(brighter.iris, 1.2 * pc.iris, atol=0.02)
     assert pc.colors.shape == (rec.model.parts.n_vertices, 3)
     assert 0 <= pc.colors.min() and pc.colors.max() <= 1
 
@@ -143,7 +151,7 @@ def test_iris_colour_comes_from_the_photo(synthetic_rec):
 def test_default_and_plausible_colours(synthetic_rec):
     rec, _ = synthetic_rec
     p = rec.model.parts
-    pc = part_colors(rec)
+    pc = part_colors(rec, exposure=np.ones(3))
     col = pc.colors
     head = col[p.vertices_of("head_and_neck")]
     skin = rec.model.mean_albedo.numpy()[rec.model.region("skin").numpy()]
@@ -157,7 +165,8 @@ def test_default_and_plausible_colours(synthetic_rec):
         assert (col[p.vertices_of(g)].max(1) < 0.3).all()  # dark
     rho, front = eye_coordinates(p)
     sclera = col[np.isfinite(rho) & ~front]
-    assert (sclera.min(1) > 0.7).all() and (sclera[:, 0] >= sclera[:, 2]).all()  # near-white, warm
+    # the photo's (grey) white of the eye, nearly neutral, never darker than the clamp
+    assert (sclera.min(1) >= 0.45 - 1e-6).all() and (np.ptp(sclera, 1) <= 0.08 + 1e-6).all()
     pupil = col[(rho < 0.5 * 0.02) & front]
     assert (pupil.max(1) < 0.1).all()
 

@@ -106,7 +106,8 @@ def export_mesh(rec: "Reconstruction", output: OutputOptions) -> TexturedMesh:
     p, V = m.parts, m.n_vertices
     # the head continues what the face shows at the seam: its texture when there is one
     face_colours = albedo if texture is None else sample_texture_at_vertices(texture, uv, faces_uv, faces, V)
-    colours = part_colors(rec, face_colours, verts / EXPORT_SCALE).colors
+    exposure = rec.texture.exposure if rec.texture is not None else None
+    colours = part_colors(rec, face_colours, verts / EXPORT_SCALE, exposure=exposure).colors
     parts_tex, parts_fuv, all_uv = None, None, uv
     if texture is not None:
         parts_tex = bake_parts_texture(m, np.concatenate([face_colours, colours]), output.texture_size)

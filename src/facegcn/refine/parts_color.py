@@ -15,6 +15,9 @@ the head and neck, eyes, teeth, gums and tongue, dark sockets — and their atla
   coarse fit and rendered with the fit's camera; pixels whose triangle (``tri_id``) is an iris
   triangle give ``photo / SH irradiance`` (albedo); their robust median (highlights dropped),
   clamped to plausible iris colours, replaces the brown default in proportion to the pixel count.
+  The sclera likewise, from the pixels of the white around the iris (the lids and lashes leave
+  it greyer than the default), nearly neutral, luminance in [0.45, 0.9]. Photo colours are put on
+  the face texture's scale (its ``exposure``, :func:`facegcn.refine.texture_map.exposure_gain`).
 * **Teeth**: off-white, tinted (yellow ↔ white, ±3 %) by the photo where teeth pixels are
   visible (mouth open).
 * **Gums and tongue** pinkish red; **mouth socket** and **eye sockets** dark.
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from facegcn.refine.texture_map import exposure_gain
 from facegcn.render import bake_vertex_colors, rasterize, rigid_transform, sh_irradiance
 
 if TYPE_CHECKING:
@@ -216,10 +220,10 @@ def _smoothstep(a: float, b: float, x: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def _eye_pattern(t: np.ndarray, front: np.ndarray, iris: np.ndarray) -> np.ndarray:
+def _eye_pattern(t: np.ndarray, front: np.ndarray, iris: np.ndarray, sclera: np.ndarray | None = None) -> np.ndarray:
     """Albedo at normalised axis distance ``t = rho / IRIS_RADIUS``: pupil, iris with a brighter
     collarette and a darker limbal ring, soft edge to the sclera (behind the centre: sclera)."""
-    sclera = np.asarray(DEFAULT_COLORS["sclera"], np.float32)
+    sclera = np.asarray(DEFAULT_COLORS["sclera"] if sclera is None else sclera, np.float32)
     pupil = np.asarray(DEFAULT_COLORS["pupil"], np.float32)
     p = PUPIL_RADIUS / IRIS_RADIUS
     shade = 1.15 - 0.25 * _smoothstep(p, 0.75, t) - 0.45 * _smoothstep(0.8, 1.0, t)
@@ -283,6 +287,20 @@ def _iris_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(col, 0, 1).astype(np.float32), min(1.0, len(samples) / 12.0)
 
 
+def _sclera_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
+    """The photo's sclera (the white of the eye as the lids and lashes leave it: greyer than the
+    default), luminance clamped to [0.45, 0.9], nearly neutral, and its weight (0 → default)."""
+    default = np.asarray(DEFAULT_COLORS["sclera"], np.float32)
+    if len(samples) < 6:
+        return default, 0.0
+    col = np.clip(_robust_colour(samples, 0.1), 0, 1)
+    lum = float(col @ _LUMA)
+    grey = np.full(3, lum, np.float32)
+    col = grey + np.clip(col - grey, -0.04, 0.04)
+    col = col * (float(np.clip(lum, 0.45, 0.9)) / max(lum, 1e-3))
+    return np.clip(col, 0, 1).astype(np.float32), min(1.0, len(samples) / 12.0)
+
+
 def _teeth_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Off-white, tinted by the photo's teeth (their chroma only: the mouth's shadow is not in
     the light model)."""
@@ -306,7 +324,8 @@ def _tris_of(model, names, vertex_ok: np.ndarray | None = None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- everything
-def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray | None = None) -> PartColors:
+def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray | None = None,
+                exposure: np.ndarray | None = None) -> PartColors:
     """Per part-vertex albedo of a reconstruction (module docstring).
 
     Args:
@@ -316,6 +335,9 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
             ``rec.albedo``; pass the face texture sampled at the vertices so the seam matches it).
         vertices: ``(V + P, 3)`` the closed mesh in the canonical pose, model units (default:
             :func:`settle_parts` of ``closed_shape`` of the fit).
+        exposure: ``(3,)`` the face texture's albedo factor (:attr:`UVTexture.exposure`; default
+            :func:`~facegcn.refine.texture_map.exposure_gain` of ``rec``): colours seen in the
+            photo (iris, teeth, sclera) take it, so they sit on the face texture's scale.
 
     Returns:
         :class:`PartColors` with ``colors (P, 3)`` float32 in [0, 1].
@@ -337,6 +359,9 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
                    ("eye_socket_right", "eye_socket"), ("gums_and_tongue", "gums_and_tongue")):
         col[parts.vertices_of(g)] = DEFAULT_COLORS[key]
     irr, tri_id = _posed_rendering(rec, shape)
+    if exposure is None:
+        exposure = exposure_gain(m, rec.synthesis, rec.observation, rec.coarse)
+    irr = irr / np.asarray(exposure, np.float32).reshape(3, 1, 1)  # photo / (E / ḡ): the texture's scale
     rho, front = eye_coordinates(parts)
     t = rho / IRIS_RADIUS
     irises, seen = [], {}
@@ -347,7 +372,13 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
         samples, npx = _observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok))
         obs, w = _iris_colour(samples)
         iris = w * obs + (1 - w) * np.asarray(DEFAULT_COLORS["iris"], np.float32)
-        col[idx] = _eye_pattern(t[idx], front[idx], iris)
+        ok[:] = False
+        ok[idx] = front[idx] & (t[idx] > 1.3) & (t[idx] < 2.6) & (parts.eyeball_part[idx] == 1)
+        samples, n_sclera = _observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok), erode=False)
+        obs, w = _sclera_colour(samples)
+        seen[f"sclera_{side}"] = n_sclera
+        sclera = w * obs + (1 - w) * np.asarray(DEFAULT_COLORS["sclera"], np.float32)
+        col[idx] = _eye_pattern(t[idx], front[idx], iris, sclera)
         irises.append(iris)
         seen[f"iris_{side}"] = npx
     samples, npx = _observed(rec, irr, tri_id, _tris_of(m, ["teeth"]), erode=False)

@@ -24,7 +24,7 @@ alpha blurred to that band's scale), so the seam between photo and model colour 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from facegcn.render import sh_irradiance
 from facegcn.refine.skin import skin_filled_albedo
 from facegcn.render.bake import _sample_bilinear, fill_gutter, rasterize_uv
 
-__all__ = ["UVTexture", "TEXTURE_MODES", "compose_texture", "laplacian_blend"]
+__all__ = ["UVTexture", "TEXTURE_MODES", "compose_texture", "laplacian_blend", "exposure_gain"]
 
 TEXTURE_MODES = ("albedo", "lit", "gcn")
 
@@ -53,7 +53,9 @@ class UVTexture:
             per-vertex GCN albedo only).
         vertex_albedo: ``(V, 3)`` float64, the per-vertex base under the texture: the GCN albedo
             with skin filled in where the photo showed no skin (:mod:`facegcn.refine.skin`;
-            unchanged in ``"gcn"`` mode) — the colours for vertex-coloured exports.
+            not filled in ``"gcn"`` mode) — the colours for vertex-coloured exports.
+        exposure: ``(3,)`` the factor applied to every albedo (``exposure`` of
+            :func:`compose_texture`; ones when off) — the parts' colours take it too.
     """
 
     image: np.ndarray
@@ -61,6 +63,7 @@ class UVTexture:
     photo_share: float
     mode: str
     vertex_albedo: np.ndarray
+    exposure: np.ndarray = field(default_factory=lambda: np.ones(3))
 
 
 def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
@@ -168,6 +171,15 @@ def _vertex_terms(model, synthesis, observation, coarse) -> dict[str, np.ndarray
 _COLUMNS = ("photo", "crop", "vis", "cos", "irr")  # per-vertex terms, gathered as one (V, 9) block
 
 
+def exposure_gain(model, synthesis, observation, coarse, cos_lo: float = 0.25, cos_hi: float = 0.6) -> np.ndarray:
+    """``(3,)`` float64: the albedo factor of :func:`compose_texture`'s ``exposure`` (the fitted
+    irradiance's mean over the seen face), for colours made elsewhere (the closed head's parts)."""
+    terms = _vertex_terms(model, synthesis, observation, coarse)
+    m_v, _ = _sample_bilinear(_region_mask(observation, coarse.rendering.mask[0]), terms["crop"])
+    ramp_v = np.clip((terms["cos"][:, 0] - cos_lo) / (cos_hi - cos_lo), 0.0, 1.0)
+    return _exposure_gain(terms["irr"], m_v[:, 0] * terms["vis"][:, 0] * ramp_v)
+
+
 def _exposure_gain(irr: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """``(3,)`` the weighted mean irradiance ``Σ w E / Σ w`` over the vertices (1 where nothing is seen)."""
     w = np.clip(weight, 0.0, None)
@@ -237,7 +249,7 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     gain = _exposure_gain(terms["irr"], seen_v) if exposure else np.ones(3)
     if mode == "gcn":
         base_v = np.clip(base_v * gain, 0.0, 1.0)
-        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v)
+        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v, gain)
     photo = photo_pixels.astype(np.float32) / 255.0
     base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces) * gain, 0.0, 1.0)
     base = _bake(base_v, corners, b, covered, size)
@@ -263,4 +275,4 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
         shade[covered] = irr / gain
         out = out * fill_gutter(shade, covered, 8, "mean")
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
-    return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v)
+    return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v, gain)
