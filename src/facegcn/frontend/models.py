@@ -5,6 +5,8 @@
   directory is located with :func:`importlib.util.find_spec`.
 * MTCNN weights come from the ``facenet_pytorch`` wheel's ``data/`` folder, likewise located
   without importing the package (its code needs torchvision).
+* MediaPipe's ``.tflite`` face networks come from the ``mediapipe`` wheel's ``modules/`` folder
+  (installed ``--no-deps`` for its model files only); the package is never imported either.
 """
 
 from __future__ import annotations
@@ -45,4 +47,23 @@ def mtcnn_weight_path(net: str) -> Path:
     path = _package_dir("facenet_pytorch", "pip install --no-deps facenet-pytorch==2.6.0") / "data" / f"{net}.pt"
     if not path.is_file() or path.stat().st_size == 0:
         raise ModelFileError(f"MTCNN weight file missing or empty: {path}")
+    return path
+
+
+def mediapipe_model_path(relpath: str) -> Path:
+    """Path of a model file inside the installed ``mediapipe`` package, without importing it.
+
+    Args:
+        relpath: path relative to the package directory, e.g.
+            ``"modules/face_landmark/face_landmark.tflite"``.
+
+    Returns:
+        The file's path; ModelFileError (with an install hint) when the package or file is absent.
+    """
+    rel = Path(relpath)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(relpath)
+    path = _package_dir("mediapipe", "pip install --no-deps mediapipe==0.10.14") / rel
+    if not path.is_file() or path.stat().st_size == 0:
+        raise ModelFileError(f"MediaPipe model file missing or empty: {path} (pip install --no-deps mediapipe==0.10.14)")
     return path
