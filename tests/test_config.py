@@ -41,3 +41,34 @@ def test_json_round_trip(tmp_path):
     p.write_text('{"coarse": {"nope": 1}}')
     with pytest.raises(ConfigError, match="unknown option 'nope'"):
         Config.load(p)
+
+
+def test_device_and_formats_are_checked_with_clear_messages():
+    c = Config()
+    c.device = "gpu"
+    with pytest.raises(ConfigError, match="unknown device 'gpu'"):
+        c.validate()
+    for ok in ("cpu", "cuda", "cuda:1"):
+        c.device = ok
+        c.validate()
+    c.output.formats = ()
+    with pytest.raises(ConfigError, match="no output format given"):
+        c.validate()
+    c.output.formats = ("stl", "obj")
+    with pytest.raises(ConfigError, match="unknown output format.*'stl'"):
+        c.validate()
+
+
+def test_config_file_gives_defaults_typed_options_override(tmp_path):
+    from facegcn.cli.configure import merged_config
+
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps({"output": {"texture_size": 256}, "coarse": {"steps_rigid": 3}}))
+    values = {"config_file": f, "fmt": "glb", "texture_size": 1024, "detector": "dlib", "refine": True, "quiet": False}
+    cfg = merged_config(f, values, typed={"fmt"})
+    assert cfg.output.formats == ("glb",)  # typed: wins
+    assert cfg.output.texture_size == 256 and cfg.coarse.steps_rigid == 3  # the file's, not the flag defaults
+    assert cfg.coarse.steps_landmark == Config().coarse.steps_landmark  # what the file does not name: defaults
+    assert merged_config(f, values, typed={"texture_size"}).output.texture_size == 1024
+    fast = merged_config(f, {**values, "fast": True}, typed={"fast"})
+    assert fast.coarse.steps_rigid == Config.preset("fast").coarse.steps_rigid

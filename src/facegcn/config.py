@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from facegcn.errors import ConfigError
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")  # the devices this project runs on
 
 
 class JsonConfig:
@@ -114,9 +117,14 @@ class Config(JsonConfig):
     def validate(self) -> "Config":
         if self.frontend.detector not in ("dlib", "mtcnn"):
             raise ConfigError(f"unknown detector {self.frontend.detector!r} (choose dlib or mtcnn)")
+        if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"unknown device {self.device!r} (choose cpu or cuda; cuda:N for the N-th GPU)")
+        if not self.output.formats:
+            raise ConfigError("no output format given (choose one or more of obj, ply, glb, e.g. --format glb)")
         bad = set(self.output.formats) - {"obj", "ply", "glb"}
-        if bad or not self.output.formats:
-            raise ConfigError(f"unknown output format(s) {sorted(bad)}; choose from obj, ply, glb")
+        if bad:
+            raise ConfigError(f"unknown output format(s) {', '.join(repr(b) for b in sorted(bad))}; "
+                              "choose from obj, ply, glb")
         if self.output.texture not in ("albedo", "lit", "gcn"):
             raise ConfigError(f"unknown texture {self.output.texture!r} (choose albedo, lit or gcn)")
         if not 16 <= self.output.texture_size <= 8192:

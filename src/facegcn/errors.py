@@ -49,3 +49,9 @@ class PartialFailure(FaceGCNError):
     """A batch finished but some items failed."""
 
     exit_code = 7
+
+
+class Interrupted(FaceGCNError):
+    """The user stopped the run (Ctrl-C / SIGINT); what had finished is kept."""
+
+    exit_code = 130

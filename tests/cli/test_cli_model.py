@@ -36,5 +36,7 @@ def test_console_script_demo(tmp_path):
     exe = [sys.executable, "-m", "facegcn", "demo", "--fast", "-o", str(tmp_path)]
     r = subprocess.run(exe, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert any(p.suffix == ".obj" for p in tmp_path.iterdir())
+    # the layout of `facegcn reconstruct`: the photo in OUT, its reconstruction in OUT/astronaut/
+    assert (tmp_path / "astronaut.png").is_file() and (tmp_path / "astronaut" / "mesh.obj").is_file()
+    assert f"{tmp_path / 'astronaut'}/mesh.obj" in r.stdout
     assert "Traceback" not in r.stderr

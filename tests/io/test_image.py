@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -161,6 +162,28 @@ def test_decompression_bomb_header_is_refused_before_decoding(tmp_path):
     with pytest.raises(InputError, match="too large") as e:
         load_image(p)
     _assert_one_line_naming(e, p)
+    # the message states the limit (and the image's size), whichever guard refuses it
+    assert "10,000,000,000 pixels" in str(e.value) and "limit 80,000,000" in str(e.value), e.value
+
+
+def test_encoded_image_bytes_are_decoded_not_taken_as_a_path(tmp_path):
+    # reference: the same file loaded from disk
+    p = tmp_path / "g.png"
+    Image.fromarray(_gradient(40, 48)).save(p)
+    from_bytes = load_image(p.read_bytes())
+    np.testing.assert_array_equal(from_bytes.pixels, load_image(p).pixels)
+    jpg = tmp_path / "g.jpg"
+    Image.fromarray(_gradient(40, 48)).save(jpg, quality=95)
+    np.testing.assert_array_equal(load_image(bytearray(jpg.read_bytes())).pixels, load_image(jpg).pixels)
+    # bad image bytes: one line, no binary in the message
+    junk = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    with pytest.raises(InputError, match="not a recognised image") as e:
+        load_image(junk)
+    msg = str(e.value)
+    assert "\n" not in msg and "\\x" not in msg and len(msg) < 100 and "bytes" in msg, msg
+    # a byte string that can be a path still is one (non-UTF-8 names)
+    with pytest.raises(InputError, match="no such file"):
+        load_image(os.fsencode(str(tmp_path / "missing.png")))
 
 
 def test_bad_files(tmp_path):

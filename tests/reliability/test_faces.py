@@ -123,13 +123,14 @@ def test_several_faces_best_first(two_faces):
 def test_several_faces_cli(two_faces, tmp_path, capsys, tiny_cli, reconstructor):
     rc, err, _ = _run(capsys, ["reconstruct", two_faces, "-o", tmp_path / "best", "--format", "ply", *QUICK])
     assert rc == 0, err
-    assert (tmp_path / "best" / "mesh.ply").is_file() and not (tmp_path / "best" / "face_1").exists()
-    assert json.loads((tmp_path / "best" / "report.json").read_text())["face_index"] == 0
+    best = tmp_path / "best" / "two_faces"  # OUT/<photo>/ (the README's layout)
+    assert (best / "mesh.ply").is_file() and not (best / "face_1").exists()
+    assert json.loads((best / "report.json").read_text())["face_index"] == 0
     rc, err, _ = _run(capsys, ["reconstruct", two_faces, "-o", tmp_path / "all", "--all-faces", "--format", "ply", *QUICK])
     assert rc == 0, err
     for i in (0, 1):
-        d = tmp_path / "all" / f"face_{i}"
-        assert (d / "mesh.ply").is_file(), sorted(p.name for p in (tmp_path / "all").iterdir())
+        d = tmp_path / "all" / "two_faces" / f"face_{i}"  # --all-faces: OUT/<photo>/face_<i>/
+        assert (d / "mesh.ply").is_file(), sorted(p.name for p in (tmp_path / "all" / "two_faces").iterdir())
         assert json.loads((d / "report.json").read_text())["face_index"] == i
     assert not _temp_files(tmp_path)
 
@@ -146,9 +147,9 @@ def test_face_partly_outside_the_frame(astro, tmp_path, capsys, tiny_cli, recons
     if rc == 4:
         assert len(err) == 1 and err[0].startswith("error: ") and _named(p, err[0]) and "no face" in err[0]
     else:
-        coeffs = json.loads((tmp_path / "out" / "coeffs.json").read_text())["coefficients"]
+        coeffs = json.loads((tmp_path / "out" / cut / "coeffs.json").read_text())["coefficients"]
         assert all(np.isfinite(np.asarray(v, float)).all() for v in coeffs.values())
-        assert (tmp_path / "out" / "mesh.ply").stat().st_size > 0
+        assert (tmp_path / "out" / cut / "mesh.ply").stat().st_size > 0
 
 
 @pytest.mark.parametrize("variant", ["RGBA", "LA", "P", "CMYK", "I;16", "L", "exif-rotated"])
@@ -185,9 +186,9 @@ def test_non_utf8_long_name_reconstructs(astro, tmp_path, capsys, tiny_cli, reco
     Image.fromarray(astro).save(p, format="JPEG", quality=92)
     rc, err, out = _run(capsys, ["reconstruct", p, "-o", tmp_path / "out", "--format", "ply", *QUICK])
     assert rc == 0, err
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report = json.loads((tmp_path / "out" / p.stem / "report.json").read_text())
     assert report["photo"] == str(p)
-    assert (tmp_path / "out" / "mesh.ply").is_file()
+    assert (tmp_path / "out" / p.stem / "mesh.ply").is_file()
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -244,6 +245,6 @@ def test_successful_write_leaves_no_temp_files(tmp_path, capsys, cached):
     Image.new("RGB", (64, 64)).save(photo)
     rc, err, _ = _run(capsys, ["reconstruct", photo, "-o", tmp_path / "out", *QUICK])
     assert rc == 0, err
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out" / "astro").iterdir())  # OUT/<photo>/
     assert {"coeffs.json", "report.json", "config.json", "mesh.ply", "mesh.obj", "mesh.glb"} <= set(names), names
     assert not [n for n in names if n.endswith(".tmp") or any(is_temp_name(n, m) for m in names)]

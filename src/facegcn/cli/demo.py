@@ -24,20 +24,28 @@ def demo_photo_path(folder: Path) -> Path:
 
 
 def run_demo(out: str | Path, fast: bool = False) -> Path:
-    """Reconstruct the demo photo into ``out`` with the default (or ``fast``) preset."""
+    """Reconstruct the demo photo (written as ``OUT/astronaut.png``) into ``OUT/astronaut/``, the
+    layout of ``facegcn reconstruct``, with the default (or ``fast``) preset; returns that folder."""
+    from facegcn.cli.configure import check_cache
+    from facegcn.io.atomic import check_writable_folder
+
     out = Path(out)
+    check_writable_folder(out)
+    cfg = build_config(fast=fast)
+    check_cache()
     out.mkdir(parents=True, exist_ok=True)
     photo = demo_photo_path(out)
-    run([photo], out, build_config(fast=fast))
-    print(f"open {out}/mesh.obj (or mesh.glb) in a 3D viewer; see {out}/figure.png")
-    return out
+    folder = run([photo], out, cfg)[0]
+    print(f"open {folder}/mesh.obj (or mesh.glb) in a 3D viewer; see {folder}/figure.png")
+    return folder
 
 
 def demo(
-    out: Path = typer.Option(Path("out/demo"), "-o", "--out", help="Output folder."),
+    out: Path = typer.Option(Path("out/demo"), "-o", "--out", help="Output folder: the photo goes to "
+                             "OUT/astronaut.png, the reconstruction to OUT/astronaut/."),
     fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps."),
 ) -> None:
-    """Reconstruct the bundled example photo (skimage's public-domain astronaut) into OUT."""
+    """Reconstruct the bundled example photo (skimage's public-domain astronaut) into OUT/astronaut/."""
     run_demo(out, fast=fast)
 
 

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import typer
 
+from facegcn.cli.options import Command, Group
 from facegcn.errors import ConfigError
 
-app = typer.Typer(help="Inspect, sample and convert morphable models.", no_args_is_help=True)
+app = typer.Typer(help="Inspect, sample and convert morphable models.", no_args_is_help=True, cls=Group)
 
 MODEL_HELP = "'ict' (embedded default) or the path of a BFM_model_front.mat / ICT-format .npz."
 
 
-@app.command()
+@app.command(cls=Command)
 def info(
     model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -35,7 +36,7 @@ def info(
         typer.echo(f"{k:>22}: {v}")
 
 
-@app.command()
+@app.command(cls=Command)
 def sample(
     out: Path = typer.Option(Path("out/samples"), "-o", "--out", help="Output folder."),
     model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
@@ -44,13 +45,17 @@ def sample(
     expression_scale: float = typer.Option(0.3, help="Std of expression coefficients (0 = neutral)."),
     fmt: str = typer.Option("obj,ply", "--format", help="Comma-separated: obj, ply, glb."),
 ) -> None:
-    """Write random identities/expressions (with random albedo) as mesh files."""
+    """Write random identities/expressions (with random albedo) as mesh files, in metres (as
+    `facegcn reconstruct` writes them)."""
     import torch
 
+    from facegcn.io.atomic import check_writable_folder
     from facegcn.io.mesh import write_glb, write_obj, write_ply
     from facegcn.morphable import load_model
+    from facegcn.pipeline.export import EXPORT_SCALE
 
     formats = _formats(fmt)
+    check_writable_folder(out)
     m = load_model(model)
     g = torch.Generator().manual_seed(seed)
     L = m.layout
@@ -60,7 +65,7 @@ def sample(
         exps = exps.abs().clamp(0, 1)
     tex = torch.randn(n, L.tex, generator=g) * 0.7
     with torch.no_grad():
-        verts = m.shape(ids, exps)
+        verts = m.shape(ids, exps) * EXPORT_SCALE  # model decimetres → metres
         cols = m.albedo(tex).clamp(0, 1)
         normals = m.vertex_normals(verts)
     out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ def sample(
     typer.echo(f"wrote {n} sample(s) to {out}")
 
 
-@app.command("convert-bfm")
+@app.command("convert-bfm", cls=Command)
 def convert_bfm_cmd(
     bfm_dir: Path = typer.Argument(..., help="Folder with 01_MorphableModel.mat, Exp_Pca.bin, std_exp.txt, "
                                    "BFM_front_idx.mat, BFM_exp_idx.mat, facemodel_info.mat."),
@@ -93,12 +98,14 @@ def convert_bfm_cmd(
 def _formats(fmt: str) -> set[str]:
     formats = {f.strip().lower() for f in fmt.split(",") if f.strip()}
     bad = formats - {"obj", "ply", "glb"}
-    if bad or not formats:
-        raise ConfigError(f"unknown format(s) {sorted(bad)}; choose from obj, ply, glb")
+    if not formats:
+        raise ConfigError("--format needs at least one of obj, ply, glb")
+    if bad:
+        raise ConfigError(f"unknown format(s) {', '.join(sorted(bad))}; choose from obj, ply, glb")
     return formats
 
 
-@app.command()
+@app.command(cls=Command)
 def hierarchy(
     model: str = typer.Option("ict", "--model", "-m", help=MODEL_HELP),
     factors: str = typer.Option("4,4,4,4", help="Down-sampling factor per level."),

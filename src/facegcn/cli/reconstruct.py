@@ -1,4 +1,11 @@
-"""`facegcn reconstruct`: one or more photos → textured meshes, coefficients, figures, report."""
+"""`facegcn reconstruct`: photos → ``OUT/<photo>/`` each: textured meshes, coefficients, figures,
+report and the run's config.
+
+One layout whatever the number of photos or faces: ``OUT/<name>/`` per photo, where ``<name>`` is
+the photo's stem (``<stem>-<8 hex digits>`` when two photos share a stem, as in ``facegcn
+batch``); with ``--all-faces`` every face found goes to ``OUT/<name>/face_<i>/`` (``face_0`` is
+the most confident), even when only one is found.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +15,11 @@ import typer
 
 from facegcn.cli import options as opts
 from facegcn.config import Config
-
+from facegcn.errors import FaceGCNError, PartialFailure
 
 LOW_PHOTO_SHARE = 0.1  # below this share of photo texels the texture is mostly the model's: say so
+PIPELINE = ("config_file", "model", "detector", "all_faces", "checkpoint", "refine", "fmt", "texture_size",
+            "texture", "device", "threads", "fast", "quiet")
 
 
 def build_config(
@@ -39,53 +48,119 @@ def build_config(
     return cfg.validate()
 
 
-def run(photos: list[Path], out: Path, cfg: Config) -> int:
-    """Reconstruct ``photos`` into ``out`` (one photo → ``out/``, several → ``out/<stem>/``; several
-    faces → ``face_<i>/`` below that) and print one line per face."""
-    # imported here, not at the top: they load torch (~3 s), which `facegcn --help` must not wait for
+def face_folder(out: Path, name: str, face_index: int, all_faces: bool) -> Path:
+    """Where one face of a photo goes: ``OUT/<name>/``, or ``OUT/<name>/face_<i>/`` with ``all_faces``."""
+    return out / name / f"face_{face_index}" if all_faces else out / name
+
+
+def _unique(photos: list[Path]) -> list[Path]:
+    """The photos in order, each file once (``a.jpg ./a.jpg`` is one photo)."""
+    seen, keep = set(), []
+    for p in photos:
+        try:
+            key = str(Path(p).resolve())
+        except (OSError, RuntimeError, ValueError):
+            key = str(p)
+        if key not in seen:
+            seen.add(key)
+            keep.append(Path(p))
+    return keep
+
+
+def _finish(n: int, failures: list[tuple[Path, FaceGCNError]]) -> None:
+    """Nothing when every photo worked; else the exit-code contract of ``facegcn batch``: the
+    error itself for one photo, exit 7 when some failed, the first error's code when all did."""
+    if not failures:
+        return
+    first = failures[0][1]
+    if n == 1:
+        raise first
+    if len(failures) < n:
+        raise PartialFailure(f"{len(failures)} of {n} photo(s) failed (first: {first})")
+    exc = type(first)(f"all {n} photo(s) failed (first: {first})")
+    exc.exit_code = first.exit_code
+    raise exc
+
+
+def run(photos: list[Path], out: Path, cfg: Config) -> list[Path]:
+    """Reconstruct ``photos`` into ``out`` (see the module doc for the layout) and print one line
+    per face. Every photo is tried: one that cannot be read or holds no face is reported in one
+    line (on stderr) and the others are done; then the outcome raises as ``facegcn batch``'s does
+    (:class:`~facegcn.errors.PartialFailure`, exit 7, when some failed).
+
+    The destination is checked before any work, the photos are checked before the models load,
+    and each face's files are written as a set (never a partial set).
+
+    Returns:
+        The folders written, one per face.
+    """
+    # imported here, not at the top: they load numpy/torch (seconds), which `facegcn --help` must not wait for
+    from facegcn.apps.batch.inputs import output_names
+    from facegcn.io.atomic import check_writable_folder
     from facegcn.io.image import load_image
     from facegcn.pipeline import Reconstructor
 
-    for photo in photos:  # fail fast on unreadable inputs, before loading any model
-        load_image(photo)
-    rec = Reconstructor(cfg)
-    for photo in photos:
-        results = rec(photo)
-        base = out if len(photos) == 1 else out / Path(photo).stem
-        for r in results:
-            d = base if len(results) == 1 else base / f"face_{r.face_index}"
-            rec.write(r, d)
-            m = r.metrics
-            extra = f", refined PSNR {m['psnr_refined']:.2f} dB" if "psnr_refined" in m else ""
-            typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
-                       f"{extra}, {r.timings['total_s']:.1f} s")
-            share = m.get("texture_photo_share")
-            if share is not None and share < LOW_PHOTO_SHARE:
-                typer.echo(f"warning: {photo}: only {share:.0%} of the face texture comes from the photo "
-                           "(face occluded or outside the frame?); the rest is the model's albedo", err=True)
-    return 0
+    out = Path(out)
+    photos = _unique([Path(p) for p in photos])
+    names = output_names(photos)
+    check_writable_folder(out)
+    for name in names:
+        check_writable_folder(out / name)
+    several = len(photos) > 1
+    failures: list[tuple[Path, FaceGCNError]] = []
+
+    def failed(photo: Path, exc: FaceGCNError) -> None:
+        failures.append((photo, exc))
+        if several:  # one photo: its error is the command's one line
+            typer.echo(f"error: {exc}", err=True)
+
+    todo = []
+    for photo, name in zip(photos, names):  # unreadable photos fail here, before any model loads
+        try:
+            load_image(photo)
+            todo.append((photo, name))
+        except FaceGCNError as exc:
+            failed(photo, exc)
+    written: list[Path] = []
+    if todo:
+        rec = Reconstructor(cfg)
+        for photo, name in todo:
+            try:
+                for r in rec(photo):
+                    d = face_folder(out, name, r.face_index, cfg.frontend.all_faces)
+                    rec.write(r, d)
+                    written.append(d)
+                    _report(photo, d, r)
+            except FaceGCNError as exc:
+                failed(photo, exc)
+    _finish(len(photos), failures)
+    return written
 
 
+def _report(photo: Path, d: Path, r) -> None:
+    m = r.metrics
+    extra = f", refined PSNR {m['psnr_refined']:.2f} dB" if "psnr_refined" in m else ""
+    typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
+               f"{extra}, {r.timings['total_s']:.1f} s")
+    share = m.get("texture_photo_share")
+    if share is not None and share < LOW_PHOTO_SHARE:
+        typer.echo(f"warning: {photo}: only {share:.0%} of the face texture comes from the photo "
+                   "(face occluded or outside the frame?); the rest is the model's albedo", err=True)
+
+
+@opts.pipeline_options(*PIPELINE)
 def reconstruct(
     photos: list[Path] = typer.Argument(..., help="Photo file(s)."),
-    out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder."),
-    model: str = opts.MODEL,
-    detector: str = opts.DETECTOR,
-    all_faces: bool = typer.Option(False, "--all-faces", help="Reconstruct every face, not only the best one."),
-    checkpoint: str = opts.CHECKPOINT,
-    refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement."),
-    fmt: str = opts.FORMAT,
-    texture_size: int = opts.TEXTURE_SIZE,
-    device: str = opts.DEVICE,
-    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps (preview quality)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
-    threads: int = typer.Option(1, help="CPU threads (0 = torch default); 1 is fastest on small/shared CPUs."),
-    texture: str = typer.Option("albedo", "--texture", help="Texture: albedo (de-lit photo detail, default), "
-                                "lit (as photographed) or gcn (the GCN's per-vertex albedo only)."),
+    out: Path = typer.Option(Path("out"), "-o", "--out", help="Output folder: OUT/<photo>/ per photo "
+                             "(OUT/<photo>/face_<i>/ per face with --all-faces)."),
+    *,
+    pipeline: opts.PipelineOptions,
 ) -> None:
     """Reconstruct 3D faces from photos: meshes, coeffs.json, figures and a report per face."""
-    cfg = build_config(model, detector, all_faces, checkpoint, refine, fmt, texture_size, device, quiet, fast,
-                       threads, texture)
+    from facegcn.cli.configure import check_cache
+
+    cfg = pipeline.config()
+    check_cache()
     run(photos, out, cfg)
 
 

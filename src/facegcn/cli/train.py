@@ -8,13 +8,16 @@ inside the commands: they import torch, which ``facegcn --help`` must not wait f
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import typer
 
 from facegcn.cli.options import register_command
-from facegcn.errors import ConfigError
+from facegcn.errors import ConfigError, InputError, ModelFileError
 from facegcn.train.config import TrainConfig
+
+_TRAIN_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -38,6 +41,15 @@ def prepare_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Detect, align, landmark, segment and embed every photo into a sharded training cache."""
+    from facegcn.cli.configure import check_cache
+    from facegcn.io.atomic import check_writable_folder
+
+    if not photo_dir.is_dir():
+        raise InputError(f"{photo_dir}: " + ("not a folder" if photo_dir.exists() else "no such folder"))
+    if detector not in ("dlib", "mtcnn"):
+        raise ConfigError(f"unknown detector {detector!r} (choose dlib or mtcnn)")
+    check_writable_folder(out)
+    check_cache()
     from facegcn.train.prepare import prepare_cache  # torch
 
     s = prepare_cache(photo_dir, out, shard_size=shard_size, held_out=held_out, seed=seed, detector=detector,
@@ -52,10 +64,10 @@ def train_cmd(
     cache: Path = typer.Argument(..., help="Cache folder made by `facegcn prepare`."),
     out: Path = typer.Option(..., "-o", "--out", help="Run folder (checkpoints, logs, final weights)."),
     stage: str = typer.Option("both", help="coarse (regressor), texture (GCN generator + critic) or both."),
-    epochs: int = typer.Option(20, help="Epochs per stage."),
-    coarse_epochs: int = typer.Option(None, help="Epochs of the coarse stage (default: --epochs)."),
-    texture_epochs: int = typer.Option(None, help="Epochs of the texture stage (default: --epochs)."),
-    batch_size: int = typer.Option(4, help="Batch size per process."),
+    epochs: int = typer.Option(20, min=1, help="Epochs per stage."),
+    coarse_epochs: int = typer.Option(None, min=1, help="Epochs of the coarse stage (default: --epochs)."),
+    texture_epochs: int = typer.Option(None, min=1, help="Epochs of the texture stage (default: --epochs)."),
+    batch_size: int = typer.Option(4, min=1, help="Batch size per process."),
     lr: float = typer.Option(1e-4, help="Adam learning rate."),
     lr_decay: float = typer.Option(0.98, help="Learning-rate factor per epoch (ExponentialLR)."),
     grad_clip: float = typer.Option(5.0, help="Gradient-norm clip (0 = off)."),
@@ -78,8 +90,8 @@ def train_cmd(
     identity_weight: float = typer.Option(0.2, help="Identity-loss weight (both stages; 0 = off)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     amp: bool = typer.Option(None, "--amp/--no-amp", help="Mixed precision (bf16; CUDA only; default on with CUDA)."),
-    threads: int = typer.Option(0, help="CPU threads per process (0 = torch default)."),
-    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    threads: int = typer.Option(0, min=0, help="CPU threads per process (0 = torch default)."),
+    workers: int = typer.Option(0, min=0, help="DataLoader worker processes."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's checkpoints."),
     max_steps: int = typer.Option(None, help="Stop (with a checkpoint) after this many steps in this run; "
                                   "--resume continues."),
@@ -90,6 +102,21 @@ def train_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Train the coefficient regressor (stage 1) and/or the GCN texture generator (stage 2)."""
+    from facegcn.cli.configure import check_cache
+    from facegcn.io.atomic import check_writable_folder
+    from facegcn.train.data import load_index
+
+    if not _TRAIN_DEVICE.fullmatch(device):
+        raise ConfigError(f"unknown device {device!r} (choose auto, cpu or cuda; cuda:N for the N-th GPU)")
+    if not cache.is_dir():
+        raise InputError(f"{cache}: " + ("not a folder" if cache.exists() else "no such folder")
+                         + f"; make a training cache with `facegcn prepare PHOTO_DIR {cache}`")
+    try:
+        load_index(cache)
+    except ModelFileError as exc:  # a missing or unreadable index is a bad input, not a bad model file
+        raise InputError(str(exc)) from None
+    check_writable_folder(out)
+    check_cache()
     from facegcn.train.trainer import train  # torch
 
     cfg = TrainConfig(

@@ -12,9 +12,13 @@ import typer
 
 from facegcn.cli import options as opts
 
-from facegcn.cli.configure import config_from_options
 
-
+@opts.pipeline_options("config_file", "model", "detector", "checkpoint", "refine", "texture_size", "device", "fast",
+                       "quiet", help={
+                           "refine": "GCN texture refinement of the key frame (its albedo colours every frame).",
+                           "texture_size": "UV texture size of the key frame's textured mesh.",
+                           "fast": "Fewer optimisation steps for the key frame(s).",
+                           "quiet": "No progress bar."})
 def video(
     source: Path = typer.Argument(..., help="Video file (.mp4, .mov, .avi, .mkv, .webm, ...; anything ffmpeg reads)."),
     out: Path = typer.Option(Path("out/video"), "-o", "--out", help="Output folder."),
@@ -32,32 +36,27 @@ def video(
     side_by_side: bool = typer.Option(True, "--side-by-side/--no-side-by-side", help="Write side_by_side.mp4 (photo | render)."),
     fps: float = typer.Option(None, "--fps", help="Output frame rate (default: input rate / stride)."),
     max_side: int = typer.Option(1280, "--max-side", min=0, help="Downscale frames whose longer side exceeds this (0 = never)."),
-    config_file: Path = opts.CONFIG_FILE,
-    model: str = opts.MODEL,
-    detector: str = opts.DETECTOR,
-    checkpoint: str = opts.CHECKPOINT,
-    refine: bool = typer.Option(True, "--refine/--no-refine", help="GCN texture refinement of the key frame (its albedo colours every frame)."),
-    texture_size: int = typer.Option(1024, help="UV texture size of the key frame's textured mesh."),
-    device: str = opts.DEVICE,
-    fast: bool = typer.Option(False, "--fast", help="Fewer optimisation steps for the key frame(s)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    *,
+    pipeline: opts.PipelineOptions,
 ) -> None:
     """Reconstruct a face video: shared identity, tracked and smoothed pose/expression, mesh sequence."""
     # deferred: importing the pipeline loads torch, which `facegcn --help` should not wait for
     from facegcn.apps.video import VideoOptions, probe_video, reconstruct_video
+    from facegcn.cli.configure import check_cache
+    from facegcn.io.atomic import check_writable_folder
     from facegcn.coarse.track import TrackConfig
     from facegcn.pipeline import Reconstructor
 
-    opts = VideoOptions(key_frames=key_frames, track=TrackConfig(track_steps=track_steps, photo_steps=photo_steps),
-                        smoothing=smoothing.lower(), min_cutoff=min_cutoff, beta=beta, ema_alpha=ema_alpha,
-                        max_frames=max_frames, stride=stride, max_side=max_side, mesh_format=mesh_format.lower(),
-                        posed=posed, side_by_side=side_by_side, fps=fps).validate()
-    cfg = config_from_options(config_file=config_file, model=model, detector=detector, all_faces=False,
-                              checkpoint=checkpoint, refine=refine, fmt="obj,ply,glb", texture_size=texture_size,
-                              device=device, quiet=quiet, fast=fast)
+    vopts = VideoOptions(key_frames=key_frames, track=TrackConfig(track_steps=track_steps, photo_steps=photo_steps),
+                         smoothing=smoothing.lower(), min_cutoff=min_cutoff, beta=beta, ema_alpha=ema_alpha,
+                         max_frames=max_frames, stride=stride, max_side=max_side, mesh_format=mesh_format.lower(),
+                         posed=posed, side_by_side=side_by_side, fps=fps).validate()
+    cfg = pipeline.config()
+    check_writable_folder(out)
     probe_video(source)  # a bad file fails here, before the models load (one-line InputError)
+    check_cache()
     rec = Reconstructor(cfg)
-    res = reconstruct_video(rec, source, out, opts, progress=not quiet)
+    res = reconstruct_video(rec, source, out, vopts, progress=cfg.progress)
     ok = sum(1 for f in res.frames if f["status"] == "ok")
     jr, js = res.jitter_raw, res.jitter_smoothed
     jit = ""
@@ -71,6 +70,4 @@ def video(
 
 def register(app: typer.Typer) -> None:
     """Add the ``video`` command to ``app`` (idempotent)."""
-    if any((c.name or getattr(c.callback, "__name__", None)) == "video" for c in app.registered_commands):
-        return
-    app.command("video")(video)
+    opts.register_command(app, video, "video")

@@ -4,8 +4,11 @@ Every failure is an :class:`~facegcn.errors.InputError` with a one-line message 
 missing paths, broken or looping symbolic links, directories, FIFOs/devices, names that are too
 long, empty/truncated/corrupt files, non-images (text, ...), images that are too small to hold a
 face or above the pixel limit (checked from the header, before decoding, which also guards
-against decompression bombs). Paths may be ``str``, ``bytes`` (any byte string the OS accepts,
-e.g. non-UTF-8 names) or ``os.PathLike``. Decoding never prints: Python warnings from the
+against decompression bombs; the message states the limit). Paths may be ``str``, ``bytes`` (any
+byte string the OS accepts, e.g. non-UTF-8 names) or ``os.PathLike``; ``bytes`` that cannot be a
+path (they hold a NUL byte, as every encoded PNG/JPEG/... does, or start with an image
+signature) are taken as the encoded image itself (``load_image(open(p, "rb").read())``), and
+error messages never show such bytes. Decoding never prints: Python warnings from the
 decoders are suppressed and libtiff's own stderr messages are switched off (its errors still
 become :class:`InputError`). Limits live in :mod:`facegcn.limits`.
 
@@ -269,7 +272,7 @@ def _decode(img, name: str, max_pixels: int, min_side: int) -> np.ndarray:
     return _pil_to_rgb(img, name)
 
 
-def _translate(exc: BaseException, name: str) -> InputError:
+def _translate(exc: BaseException, name: str, max_pixels: int = MAX_PIXELS) -> InputError:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(exc, InputError):
@@ -277,7 +280,9 @@ def _translate(exc: BaseException, name: str) -> InputError:
     if isinstance(exc, UnidentifiedImageError):
         return InputError(f"{name}: not a recognised image file")
     if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return InputError(f"{name}: image too large (decompression-bomb guard)")
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(m.group(1)):,} pixels; " if m else ""
+        return InputError(f"{name}: image too large ({size}limit {max_pixels:,} pixels)")
     if isinstance(exc, MemoryError):
         return InputError(f"{name}: image too large to decode (out of memory)")
     if isinstance(exc, PermissionError):
@@ -305,10 +310,13 @@ def load_image(
                 _check_dims(source.width, source.height, name, max_pixels, min_side)
                 rgb = _decode(source.copy(), name, max_pixels, min_side)  # copy: EXIF rotation is in place
         except Exception as exc:
-            raise _translate(exc, name) from None
+            raise _translate(exc, name, max_pixels) from None
         return Photo(np.ascontiguousarray(rgb))
-    if isinstance(source, (bytes, bytearray)):
-        source = os.fsdecode(bytes(source))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if _encoded_image(data):
+            return _load_encoded(data, max_pixels=max_pixels, min_side=min_side, max_bytes=max_bytes)
+        source = os.fsdecode(data)
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"cannot load an image from a {type(source).__name__}")
     if isinstance(source, str) and not source:
@@ -325,5 +333,38 @@ def load_image(
             with Image.open(fh) as img:
                 rgb = _decode(img, name, max_pixels, min_side)
     except Exception as exc:  # every decoder failure (OSError, SyntaxError, struct.error, ...) is bad input
-        raise _translate(exc, name) from None
+        raise _translate(exc, name, max_pixels) from None
     return Photo(np.ascontiguousarray(rgb), path)
+
+
+#: how PNG and JPEG files start (not a plausible file name); other formats hold a NUL byte early,
+#: which no path can, and no path is longer than PATH_MAX (4096 bytes on Linux)
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+
+
+def _encoded_image(data: bytes) -> bool:
+    """Whether ``bytes`` given to :func:`load_image` are an encoded image rather than a path."""
+    return b"\x00" in data or len(data) > 4096 or data.startswith(_SIGNATURES)
+
+
+def _load_encoded(data: bytes, *, max_pixels: int, min_side: int, max_bytes: int) -> Photo:
+    """A :class:`Photo` from the bytes of an image file (the same checks as for a file)."""
+    import io
+
+    from PIL import Image
+
+    name = f"<{len(data):,} bytes>"
+    if not data:
+        raise InputError(f"{name}: empty image data")
+    if len(data) > max_bytes:
+        raise InputError(f"{name}: image data too large (limit {max_bytes:,} bytes)")
+    _silence_libtiff()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                rgb = _decode(img, name, max_pixels, min_side)
+    except Exception as exc:  # noqa: BLE001 - as for files: every decoder failure is bad input
+        raise _translate(exc, name, max_pixels) from None
+    return Photo(np.ascontiguousarray(rgb))

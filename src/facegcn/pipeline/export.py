@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from facegcn.config import Config, OutputOptions
-from facegcn.errors import OutputError
-from facegcn.io.atomic import atomic_write_text, describe_write_error
+from facegcn.io.atomic import atomic_folder, atomic_write_text
 from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
@@ -29,7 +28,7 @@ from facegcn.pipeline.figures import write_figures
 if TYPE_CHECKING:  # only for annotations: the reconstructor imports this module
     from facegcn.pipeline.reconstructor import Reconstruction
 
-__all__ = ["EXPORT_SCALE", "write_outputs", "canonical_mesh", "bake_texture", "export_mesh", "write_meshes",
+__all__ = ["EXPORT_SCALE", "FACE_FILES", "is_face_file", "write_outputs", "canonical_mesh", "bake_texture", "export_mesh", "write_meshes",
            "coefficients_document", "report_document"]
 
 EXPORT_SCALE = 0.1  # model decimetres → metres in every exported mesh
@@ -181,18 +180,24 @@ def report_document(rec: "Reconstruction") -> dict[str, Any]:
     }
 
 
-def _output_dir(outdir: str | Path) -> Path:
-    outdir = Path(outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(describe_write_error(exc, outdir)) from None
-    return outdir
+#: what :func:`write_outputs` may write into a face's folder (``mesh*.png`` too: one texture per material)
+FACE_FILES = frozenset({"mesh.obj", "mesh.mtl", "mesh.ply", "mesh.glb", "coeffs.json", "report.json", "config.json",
+                        "figure.png", "overlay.png", "mask.png"})
+
+
+def is_face_file(name: str) -> bool:
+    """Whether ``name`` is one of the files of a face's set (see :data:`FACE_FILES`)."""
+    return name in FACE_FILES or (name.startswith("mesh") and name.endswith(".png"))
 
 
 def write_outputs(rec: "Reconstruction", outdir: str | Path, config: Config | None = None) -> dict[str, str]:
     """Write one face's files into ``outdir`` (created if needed): meshes, ``coeffs.json``, the
     figures (``config.output.figures``), ``report.json`` and ``config.json``.
+
+    The files are written as a set (:func:`facegcn.io.atomic.atomic_folder`): into a temporary
+    sibling folder, then moved into ``outdir``; a failure leaves ``outdir`` as it was. Files of an
+    earlier face set in ``outdir`` that this one does not write (another ``--format``) are
+    removed; anything else there is left alone.
 
     Args:
         rec: the reconstruction.
@@ -201,17 +206,21 @@ def write_outputs(rec: "Reconstruction", outdir: str | Path, config: Config | No
             is saved as ``config.json`` (default: the config the reconstruction was made with).
 
     Returns:
-        ``{kind: path}`` for ``obj``/``ply``/``glb``, ``coeffs``, ``figure``, ``overlay``, ``mask``
-        and ``report``.
+        ``{kind: path}`` (paths in ``outdir``) for ``obj``/``ply``/``glb``, ``coeffs``, ``figure``,
+        ``overlay``, ``mask`` and ``report``.
+
+    Raises:
+        OutputError: the folder or one of the files cannot be written.
     """
     config = config or rec.config
-    outdir = _output_dir(outdir)
-    files = write_meshes(rec, outdir, config.output)
-    atomic_write_text(outdir / "coeffs.json", strict_json(coefficients_document(rec), indent=1))
-    files["coeffs"] = str(outdir / "coeffs.json")
-    if config.output.figures:
-        files.update(write_figures(rec, outdir))
-    atomic_write_text(outdir / "report.json", strict_json(report_document(rec), indent=1))
-    atomic_write_text(outdir / "config.json", config.to_json())
-    files["report"] = str(outdir / "report.json")
-    return files
+    outdir = Path(outdir)
+    with atomic_folder(outdir, stale=is_face_file) as tmp:
+        files = write_meshes(rec, tmp, config.output)
+        atomic_write_text(tmp / "coeffs.json", strict_json(coefficients_document(rec), indent=1))
+        files["coeffs"] = str(tmp / "coeffs.json")
+        if config.output.figures:
+            files.update(write_figures(rec, tmp))
+        atomic_write_text(tmp / "report.json", strict_json(report_document(rec), indent=1))
+        atomic_write_text(tmp / "config.json", config.to_json())
+        files["report"] = str(tmp / "report.json")
+    return {k: str(outdir / Path(v).name) for k, v in files.items()}

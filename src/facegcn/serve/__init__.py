@@ -1,7 +1,8 @@
 """facegcn.serve: the web demo (``facegcn serve``), a thin Gradio front end over the pipeline.
 
 :mod:`facegcn.serve.app` builds the page and handles requests; :mod:`facegcn.serve.worker` runs
-the reconstruction in a separate, killable process. The command itself is
+the reconstruction in a separate, killable process; :mod:`facegcn.serve.jobs` keeps the server's
+disk bounded (job folders, Gradio's cache) and checks the port before start-up. The command itself is
 :mod:`facegcn.cli.serve`; ``python -m facegcn.serve`` runs it stand-alone. Gradio is imported only
 when the demo is built.
 """

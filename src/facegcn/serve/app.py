@@ -12,10 +12,17 @@ separate process). Safety and limits:
   Gradio's upload folder (else the request is refused), and its bytes are copied into the job
   folder under a fixed name — no client-supplied name reaches the file system;
 * bad files and photos without a face give the pipeline's one-line message (``gr.Error``); the
-  server's paths are replaced by the upload's base name;
-* job folders are deleted once Gradio has copied the results into its own cache (which is
-  pruned after ``cache_ttl_s``); stale job folders are swept on every request; the whole temporary
-  root is removed when the server stops.
+  server's paths are replaced by the upload's base name, and no file a client can download holds
+  a server path (``report.json`` names the upload, ``config.json`` only the base names of model
+  and checkpoint files);
+* bounded disk: a job folder is deleted once its results were delivered (Gradio copies them
+  into its own cache when the request returns; the page's follow-up event deletes it at once,
+  otherwise a timer does a few seconds later), at most ``max_jobs`` job folders exist, and the
+  temporary root (job folders, uploads and Gradio's cache) is kept under ``max_disk_mb``
+  (oldest first) by a sweep every ``sweep_every_s`` seconds; the whole temporary root is removed
+  when the server stops;
+* the port is checked before the models load; Gradio's own console lines (the local URL, the
+  ``share=True`` hint) are replaced by one line of ours.
 """
 
 from __future__ import annotations
@@ -28,10 +35,11 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from facegcn.errors import ConfigError
+from facegcn.serve.jobs import JobFolders, check_port, inside as _inside
 from facegcn.serve.worker import ReconstructionWorker, WorkerCrashed, WorkerTimeout
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -55,28 +63,14 @@ class ServeOptions:
     max_file_mb: float = 20.0
     timeout_s: float = 300.0
     queue_size: int = 8
-    cache_ttl_s: int = 3600
-    job_ttl_s: int = 1800  # job folders older than this are swept (normally deleted right away)
+    cache_ttl_s: int = 3600  # Gradio's copies of results and uploads are deleted after this
+    job_ttl_s: int = 1800  # a job folder older than this is swept even if it never finished
+    deliver_grace_s: float = 5.0  # a finished job's folder is deleted this long after it returned
+    max_jobs: int = 8  # job folders on disk at most (oldest finished first)
+    max_disk_mb: float = 2000.0  # the whole temporary root at most (oldest first)
+    sweep_every_s: float = 5.0  # the sweeper's period
     temp_root: str | None = None  # default: a fresh folder in the system temp dir
     threads: int = 0  # torch threads in the worker (0 = torch default)
-
-
-def _sweep(jobs_root: Path, max_age_s: float) -> None:
-    now = time.time()
-    for d in jobs_root.iterdir() if jobs_root.is_dir() else []:
-        try:
-            if d.is_dir() and now - d.stat().st_mtime > max_age_s:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass
-
-
-def _inside(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
 
 
 def _format_metrics(res: dict, notes: list[str]) -> str:
@@ -131,19 +125,22 @@ class DemoServer:
         self.gradio_root.mkdir()
         os.environ["GRADIO_TEMP_DIR"] = str(self.gradio_root)  # uploads and result cache live here
         cfg_json = config.to_json()
+        self.jobs = JobFolders(self.jobs_root, self.gradio_root, self.opts)
         self.worker = worker or ReconstructionWorker(cfg_json, threads=self.opts.threads)
         self.demo = self._build()
 
-    # ------------------------------------------------------------------ requests
+    # ------------------------------------------------------------------ disk
     def _new_job(self) -> Path:
-        _sweep(self.jobs_root, self.opts.job_ttl_s)
-        d = self.jobs_root / uuid.uuid4().hex
-        (d / "out").mkdir(parents=True)
-        return d
+        return self.jobs.new()
 
     def _cleanup(self, job_dir) -> None:
-        if job_dir and _inside(Path(job_dir), self.jobs_root) and Path(job_dir).resolve() != self.jobs_root.resolve():
-            shutil.rmtree(job_dir, ignore_errors=True)
+        self.jobs.remove(job_dir)
+
+    def sweep(self, reserve: int = 0) -> None:
+        """Enforce the disk bounds now (see :meth:`facegcn.serve.jobs.JobFolders.sweep`)."""
+        self.jobs.sweep(reserve=reserve)
+
+    # ------------------------------------------------------------------ requests
 
     def _accept_upload(self, upload, job: Path) -> tuple[Path, str]:
         """Copy Gradio's stored upload into the job folder; returns (our path, display name)."""
@@ -162,7 +159,8 @@ class DemoServer:
     def _run(self, image_path: Path, display: str, job: Path):
         try:
             ready = self.worker.wait_ready()
-            res = self.worker.run({"image": str(image_path), "outdir": str(job / "out")}, timeout=self.opts.timeout_s)
+            res = self.worker.run({"image": str(image_path), "outdir": str(job / "out"), "name": display},
+                                  timeout=self.opts.timeout_s)
         except (WorkerTimeout, WorkerCrashed) as exc:
             raise _user_error(str(exc)) from None
         except Exception as exc:  # e.g. the worker could not load the models
@@ -174,8 +172,10 @@ class DemoServer:
         f = res["files"]
         notes = list(ready.get("notes", []))
         refined = f.get("refined")
-        downloads = [f[k] for k in ("glb", "obj", "ply", "coeffs", "report", "zip") if k in f]
+        # the zip first (everything, the OBJ with its .mtl and textures), then the one-file meshes
+        downloads = [f[k] for k in ("zip", "glb", "ply", "coeffs", "report") if k in f]
         status = _format_metrics(res, notes)
+        self.jobs.finished(job)  # Gradio copies the files into its cache next; the sweeper deletes the folder
         return f.get("glb"), f.get("coarse"), refined, f.get("figure"), downloads, status, str(job)
 
     def reconstruct_upload(self, upload):
@@ -221,7 +221,8 @@ class DemoServer:
             gr.Markdown(
                 "# facegcn — a 3D face from one photo\n"
                 "Upload a photo with a face (or take one with the webcam). You get the coarse 3DMM fit, "
-                "the GCN-refined texture, an interactive 3D model and the files (GLB, OBJ, PLY, coefficients). "
+                "the GCN-refined texture, an interactive 3D model and the files (a zip with everything — the OBJ with "
+                "its material and textures, GLB, PLY, coefficients — and the GLB and PLY on their own). "
                 f"Limits: {mb:g} MB per photo, one reconstruction at a time.")
             with gr.Row():
                 with gr.Column(scale=1, min_width=280):
@@ -252,18 +253,35 @@ class DemoServer:
 
     # ----------------------------------------------------------------- lifecycle
     def launch(self, *, block: bool = True, quiet: bool = False):
-        """Start serving; with ``block=False`` returns once the server is up (call :meth:`close`)."""
+        """Start serving (and the disk sweeper); with ``block=False`` returns once the server is up
+        (call :meth:`close`), else serves until interrupted (Ctrl-C or SIGTERM)."""
         import gradio as gr  # see _user_error
 
         theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                                   font_mono=["ui-monospace", "monospace"])  # no web fonts: works offline
-        return self.demo.launch(server_name=self.opts.host, server_port=self.opts.port, share=False,
-                                max_file_size=f"{self.opts.max_file_mb:g}mb", show_error=True, quiet=quiet,
-                                prevent_thread_lock=not block, allowed_paths=[str(self.jobs_root)], ssr_mode=False,
-                                footer_links=[], theme=theme, inbrowser=False, mcp_server=False)
+        try:
+            self.demo.launch(server_name=self.opts.host, server_port=self.opts.port, share=False,
+                             max_file_size=f"{self.opts.max_file_mb:g}mb", show_error=True, quiet=True,
+                             prevent_thread_lock=True, allowed_paths=[str(self.jobs_root)], ssr_mode=False,
+                             footer_links=[], theme=theme, inbrowser=False, mcp_server=False)
+        except OSError as exc:  # e.g. the port was taken between check_port and now
+            raise ConfigError(f"cannot serve on {self.opts.host}:{self.opts.port}: {' '.join(str(exc).split())}; "
+                              "choose another port with --port") from None
+        self.jobs.start_sweeper()
+        if not quiet:
+            print(f"facegcn serve: serving on http://{self.opts.host}:{self.opts.port} (Ctrl-C stops)",
+                  file=sys.stderr, flush=True)
+        if block:
+            try:
+                while True:
+                    time.sleep(0.2)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: a normal stop
+                pass
+        return self
 
     def close(self) -> None:
-        """Stop serving, stop the worker and delete the temporary root."""
+        """Stop serving, the sweeper and the worker, and delete the temporary root."""
+        self.jobs.stop_sweeper()
         try:
             self.demo.close()
         except Exception:  # noqa: BLE001 - best effort on shutdown
@@ -279,11 +297,17 @@ def serve(config, options: ServeOptions | None = None, *, block: bool = True, qu
         config: the :class:`~facegcn.config.Config` the worker reconstructs with.
         options: host, port, limits and folders (default :class:`ServeOptions`).
         block: serve until interrupted, then clean up; otherwise return once serving.
-        quiet: less console output from Gradio.
+        quiet: no console line of ours (Gradio's own lines are never shown).
 
     Returns:
         The running (``block=False``) or closed server.
+
+    Raises:
+        ConfigError: the port cannot be used (checked before the models load), or the models
+            cannot load.
     """
+    options = options or ServeOptions()
+    check_port(options.host, options.port)
     server = DemoServer(config, options)
     if block and threading.current_thread() is threading.main_thread():
         def _stop(signum, frame):  # SIGTERM (e.g. from a service manager): stop like Ctrl-C, clean up

@@ -12,6 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import multiprocessing
+import os
+import sys
 import threading
 import time
 import traceback
@@ -31,13 +33,40 @@ class WorkerCrashed(Exception):
     """The worker process died (e.g. out of memory); a fresh one is started for the next job."""
 
 
+def public_config(cfg):
+    """``cfg`` as a client may see it: model and checkpoint files by their base names only."""
+    from facegcn.config import Config  # the worker process only (see run_job)
+
+    pub = Config.from_dict(cfg.to_dict())
+    if pub.model and ("/" in pub.model or os.sep in pub.model):
+        pub.model = Path(pub.model).name
+    if pub.checkpoint:
+        pub.checkpoint = Path(pub.checkpoint).name
+    return pub
+
+
+def _scrub(folder: Path, secrets: list[str]) -> None:
+    """Replace any of ``secrets`` (server paths) in the text files of ``folder`` (safety net)."""
+    for p in folder.iterdir():
+        if p.suffix.lower() not in (".json", ".mtl") or not p.is_file():
+            continue
+        text = p.read_text(encoding="utf-8", errors="surrogateescape")
+        new = text
+        for s in sorted(set(secrets), key=len, reverse=True):
+            new = new.replace(s, "")
+        if new != text:
+            p.write_text(new, encoding="utf-8", errors="surrogateescape")
+
+
 def run_job(rec, job: dict) -> dict:
     """The whole job, in the worker process: reconstruct, write every output, add the two preview
     images (render over photo) and a zip of the files.
 
     Args:
         rec: the worker's :class:`~facegcn.pipeline.Reconstructor`.
-        job: ``{"image": photo path, "outdir": folder to write}`` (both inside the server's job folder).
+        job: ``{"image": photo path, "outdir": folder to write}`` (both inside the server's job
+            folder), and ``"name"``: the photo's name as the client knows it (what
+            ``report.json`` records; no server path reaches a file the client gets).
 
     Returns:
         ``{"ok": True, "files": {kind: path}, "metrics": ..., "timings": ... (seconds, with
@@ -45,15 +74,16 @@ def run_job(rec, job: dict) -> dict:
     """
     # here, not at module top: the web server imports this module, and only the worker process
     # needs numpy/torch (facegcn.io.image, facegcn.io.imageops)
-    from facegcn.io.image import load_image
+    from facegcn.io.image import Photo, load_image
     from facegcn.io.imageops import composite, image_to_uint8, write_png
 
     outdir = Path(job["outdir"])
     t0 = time.perf_counter()
     photo = load_image(job["image"])
+    photo = Photo(photo.pixels, Path(Path(str(job.get("name") or "photo")).name))
     results = rec(photo)
     r = results[0]
-    files = rec.write(r, outdir)
+    files = r.save(outdir, public_config(rec.cfg))
     obs, co = r.observation, r.coarse
     mask = co.rendering.mask[0].cpu().float()
     img = obs.image.cpu()
@@ -62,6 +92,7 @@ def run_job(rec, job: dict) -> dict:
         if render is not None:
             png = write_png(outdir / f"{kind}.png", image_to_uint8(composite(render.detach().cpu(), mask, img)))
             files[kind] = str(png)
+    _scrub(outdir, [str(outdir.parent.resolve()), str(outdir.parent), str(job["image"])])
     zpath = outdir.parent / "facegcn-result.zip"
     with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for p in sorted(outdir.iterdir()):
@@ -111,10 +142,13 @@ def _worker_main(conn, config_json: str, threads: int) -> None:
             res = run_job(rec, job)
         except FaceGCNError as exc:
             res = {"ok": False, "kind": type(exc).__name__, "exit_code": exc.exit_code, "message": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - one line to the user, the traceback to the server log
-            traceback.print_exc()
-            res = {"ok": False, "kind": "InternalError", "exit_code": 70,
-                   "message": " ".join(f"internal error: {type(exc).__name__}: {exc}".split())}
+        except Exception as exc:  # noqa: BLE001 - one line to the user and to the server log
+            message = " ".join(f"internal error: {type(exc).__name__}: {exc}".split())
+            if os.environ.get("FACEGCN_DEBUG", "") not in ("", "0"):
+                traceback.print_exc()  # developers get the traceback (as on the command line)
+            else:
+                print(f"facegcn serve: {message} (set FACEGCN_DEBUG=1 for the traceback)", file=sys.stderr, flush=True)
+            res = {"ok": False, "kind": "InternalError", "exit_code": 70, "message": message}
         try:
             conn.send(res)
         except (BrokenPipeError, OSError):

@@ -1,19 +1,27 @@
 """``python -m facegcn.train {prepare,train} ...`` — the training commands on their own, e.g. for
 
     torchrun --nproc_per_node 2 -m facegcn.train train CACHE -o RUN --stage both
+
+Same messages and exit codes as ``facegcn prepare`` / ``facegcn train`` (one line on stderr, no
+traceback, library warnings hidden): it runs under :func:`facegcn.cli.runner.run`.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 
-import typer
+if not sys.warnoptions:  # import-time warnings (torch, ...) are not for users either; see cli.runner
+    warnings.simplefilter("ignore")
 
-from facegcn.cli.train import register
-from facegcn.errors import FaceGCNError
+import typer  # noqa: E402
+
+from facegcn.cli.options import Group  # noqa: E402
+from facegcn.cli.runner import run  # noqa: E402
+from facegcn.cli.train import register  # noqa: E402
 
 app = typer.Typer(help="facegcn training: prepare a cache, train the networks.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, cls=Group)
 register(app)
 
 
@@ -23,24 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: the arguments after ``python -m facegcn.train`` (default: ``sys.argv[1:]``).
     """
-    try:
-        app(args=argv, prog_name="python -m facegcn.train", standalone_mode=False)
-    except FaceGCNError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
-    except Exception as exc:  # typer / click usage errors
-        show = getattr(exc, "show", None)
-        code = getattr(exc, "exit_code", None)
-        if callable(show) and isinstance(code, int):
-            print(f"error: {exc.format_message() if hasattr(exc, 'format_message') else exc}", file=sys.stderr)
-            return 2 if code == 2 else code
-        raise
-    return 0
+    return run(app, argv, prog_name="python -m facegcn.train")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ Back-ends, all running the same per-item function :func:`process_item`:
 failure's exit code when all failed.
 """
 
-from facegcn.apps.batch.inputs import IMAGE_EXTENSIONS, BatchItem, collect_inputs
+from facegcn.apps.batch.inputs import IMAGE_EXTENSIONS, BatchItem, collect_inputs, output_names
 from facegcn.apps.batch.item import process_item
 from facegcn.apps.batch.markers import DONE_MARKER, config_digest, is_done, read_marker
 from facegcn.apps.batch.pool import get_reconstructor
@@ -48,6 +48,7 @@ __all__ = [
     "config_digest",
     "get_reconstructor",
     "is_done",
+    "output_names",
     "process_item",
     "read_marker",
     "read_summary",

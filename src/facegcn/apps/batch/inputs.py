@@ -97,14 +97,24 @@ def collect_inputs(inputs: Iterable[str | os.PathLike], *, recursive: bool = Fal
         if key not in seen:
             seen.add(key)
             unique.append((s, err))
-    stems: dict[str, int] = {}
-    for s, _ in unique:
-        stems[_safe_name(Path(s).stem)] = stems.get(_safe_name(Path(s).stem), 0) + 1
-    items = []
-    for s, err in unique:
-        stem = _safe_name(Path(s).stem)
-        name = stem
-        if stems[stem] > 1:
-            name = f"{stem}-{hashlib.sha1(str(Path(s).resolve()).encode()).hexdigest()[:8]}"
-        items.append(BatchItem(s, name, err))
-    return items
+    names = output_names([s for s, _ in unique])
+    return [BatchItem(s, name, err) for (s, err), name in zip(unique, names)]
+
+
+def output_names(sources: Iterable[str | os.PathLike]) -> list[str]:
+    """The output sub-folder of each source file: its stem, or ``<stem>-<8 hex digits of its
+    resolved path>`` when several sources share a stem (so ``a/astro.png`` and ``b/astro.jpg``
+    never write into the same folder, and a name stays the same from one run to the next).
+
+    The same rule names the folders of ``facegcn batch`` and ``facegcn reconstruct``."""
+    paths = [os.fspath(s) for s in sources]
+    stems = [_safe_name(Path(s).stem) for s in paths]
+    count: dict[str, int] = {}
+    for stem in stems:
+        count[stem] = count.get(stem, 0) + 1
+    names = []
+    for s, stem in zip(paths, stems):
+        if count[stem] > 1:
+            stem = f"{stem}-{hashlib.sha1(str(Path(s).resolve()).encode()).hexdigest()[:8]}"
+        names.append(stem)
+    return names

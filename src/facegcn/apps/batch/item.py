@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import traceback
 from pathlib import Path
@@ -11,25 +12,31 @@ from facegcn.apps.batch.inputs import BatchItem
 from facegcn.apps.batch.markers import DONE_MARKER, source_stamp, write_marker
 from facegcn.apps.batch.summary import INTERNAL_EXIT_CODE, empty_row, one_line
 from facegcn.errors import FaceGCNError, InputError
+from facegcn.io.atomic import remove_temp_folders
 
 _TIMING_KEYS = ("total_s", "frontend_s", "coarse_s", "refine_s")
 _METRIC_KEYS = ("landmark_nme", "landmark_px", "psnr_coarse", "psnr_refined")
 
 
 def _clear_previous(d: Path) -> None:
-    """Before (re)doing an item: drop its marker, and temporaries of a run killed mid-write."""
+    """Before (re)doing an item: drop its marker, and temporaries of a run killed mid-write
+    (files ``.NAME.XXXXXXXX.tmp`` and the face-set folders of the same form, in ``d`` and beside it)."""
     try:
         (d / DONE_MARKER).unlink(missing_ok=True)
+        remove_temp_folders(d.parent, d.name)
         if d.is_dir():
-            for t in d.rglob(".*.tmp"):
-                t.unlink(missing_ok=True)
+            for t in sorted(d.rglob(".*.tmp"), reverse=True):
+                if t.is_dir():
+                    shutil.rmtree(t, ignore_errors=True)
+                else:
+                    t.unlink(missing_ok=True)
     except OSError:
         pass
 
 
 def process_item(rec, item: BatchItem, out_root: str | os.PathLike, digest: str) -> dict:
     """Reconstruct one item with ``rec`` and write its outputs to ``out_root / item.name``
-    (``face_<i>/`` sub-folders when several faces were found), then its done-marker.
+    (``face_<i>/`` sub-folders, one per face, with ``frontend.all_faces``), then its done-marker.
 
     A per-item problem never raises: a :class:`~facegcn.errors.FaceGCNError` gives its class name
     as status and its exit code; any other exception gives status ``InternalError`` (exit code 70)
@@ -58,8 +65,10 @@ def process_item(rec, item: BatchItem, out_root: str | os.PathLike, digest: str)
         stamp = source_stamp(item.source)
         results = rec(Path(item.source))
         tw = time.perf_counter()
+        cfg = getattr(rec, "cfg", None)
+        all_faces = bool(cfg is not None and cfg.frontend.all_faces)
         for r in results:
-            rec.write(r, d if len(results) == 1 else d / f"face_{r.face_index}")
+            rec.write(r, d / f"face_{r.face_index}" if all_faces else d)
         write_s = time.perf_counter() - tw
         best = results[0]
         row.update(status="ok", faces=len(results), message="", write_s=round(write_s, 4))

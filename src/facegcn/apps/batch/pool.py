@@ -4,15 +4,22 @@ Both run :func:`~facegcn.apps.batch.item.process_item`; each worker process buil
 :class:`~facegcn.pipeline.Reconstructor` once (:func:`get_reconstructor`) and uses one torch/numba
 thread. Results come back through ``record(index, row)``; a row flagged ``_fatal`` (the worker
 could not load the models) stops the batch.
+
+Interrupts: worker processes ignore SIGINT (a Ctrl-C reaches the whole process group); the main
+process stops them at once (SIGTERM, then SIGKILL) on KeyboardInterrupt, so no worker starts
+another item after it. A face set being written when a worker stops is never left half-written
+(see :func:`facegcn.io.atomic.atomic_folder`); ``resume`` redoes that item.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import signal
 import socket
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
@@ -69,7 +76,12 @@ def get_reconstructor(config_json: str, threads: int | None = None):
 
 
 def _worker_init(config_json: str, threads: int) -> None:
-    """Process-pool initializer: limit threads, then load the models once."""
+    """Process-pool initializer: ignore SIGINT (the main process stops the pool), limit threads,
+    then load the models once."""
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):  # not the main thread of the process
+        pass
     try:
         limit_threads(threads)
         get_reconstructor(config_json, threads)
@@ -120,11 +132,19 @@ def run_pool(items: list[BatchItem], todo: list[int], out: Path, digest: str, co
     """
     n = min(workers, len(todo))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init,
-                             initargs=(config_json, 1)) as ex:
+    # the resource tracker (a process of its own) warns about the queues' semaphores when workers
+    # are stopped mid-run (Ctrl-C); it cleans them up anyway, and the warning is not for users
+    os.environ.setdefault("PYTHONWARNINGS", "ignore::UserWarning:multiprocessing.resource_tracker")
+    ex = ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_worker_init, initargs=(config_json, 1))
+    futs: dict = {}
+    try:
         futs = {ex.submit(_worker_run, items[i], str(out), digest, config_json, 1): i for i in todo}
-        try:
-            for fut in as_completed(futs):
+        pending = set(futs)
+        while pending:
+            # short waits: a signal may be delivered to another thread of this process, and only the
+            # main thread runs Python's handlers (a Ctrl-C must not wait for the next result)
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futs[f]):
                 i = futs[fut]
                 try:
                     row = fut.result()
@@ -133,10 +153,29 @@ def run_pool(items: list[BatchItem], todo: list[int], out: Path, digest: str, co
                 except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable result
                     row = internal_error_row(items[i], out, f"{items[i].source}: {type(exc).__name__}: {exc}")
                 record(i, row)
-        except BaseException:
-            for f in futs:
-                f.cancel()
-            raise
+    except BaseException:  # KeyboardInterrupt, or a fatal row: stop now, start nothing more
+        procs = list((getattr(ex, "_processes", None) or {}).values())  # shutdown() forgets them
+        ex.shutdown(wait=False, cancel_futures=True)  # (cancelling futures ourselves races the pool's thread)
+        stop_processes(procs)
+        raise
+    ex.shutdown(wait=True)
+
+
+def stop_processes(procs, grace_s: float = 1.0) -> None:
+    """Terminate worker processes (SIGTERM; SIGKILL after ``grace_s``); best effort."""
+    for p in procs:
+        try:
+            p.terminate()
+        except (OSError, AttributeError, ValueError):
+            pass
+    for p in procs:
+        try:
+            p.join(grace_s)
+            if p.is_alive():
+                p.kill()
+                p.join(grace_s)
+        except (OSError, AttributeError, ValueError, AssertionError):
+            pass
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -176,7 +215,9 @@ def run_ray(items: list[BatchItem], todo: list[int], out: Path, digest: str, con
     started = False
     if not ray.is_initialized():
         _check_reachable(address)
-        kw: dict = {"include_dashboard": False, "log_to_driver": False}
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no usage-stats notice
+        # Ray's INFO and WARNING lines ("Started a local Ray instance.", token notices) are not for our users
+        kw: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.ERROR}
         if address == "local" and workers > 1:
             kw["num_cpus"] = workers
         try:
@@ -187,19 +228,35 @@ def run_ray(items: list[BatchItem], todo: list[int], out: Path, digest: str, con
     try:
         task = ray.remote(num_cpus=1, max_retries=1)(_ray_task)
         refs = {task.remote(items[i], str(out.resolve()), digest, config_json): i for i in todo}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                i = refs[ref]
-                try:
-                    row = ray.get(ref)
-                    row["output"] = str(out / items[i].name)
-                except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...
-                    msg = str(exc).strip().splitlines()
-                    row = internal_error_row(items[i], out, f"{items[i].source}: Ray task failed: {type(exc).__name__}"
-                                                            f"{': ' + msg[-1] if msg else ''}")
-                record(i, row)
+        done: set = set()
+        try:
+            _collect_ray(ray, refs, done, items, out, record)
+        except BaseException:  # KeyboardInterrupt: cancel what has not finished
+            for ref in refs:
+                if ref not in done:
+                    try:
+                        ray.cancel(ref, force=True)
+                    except Exception:  # noqa: BLE001 - best effort
+                        pass
+            raise
     finally:
         if started:
             ray.shutdown()
+
+
+def _collect_ray(ray, refs: dict, done: set, items: list[BatchItem], out: Path, record: Record) -> None:
+    """Record each Ray task's row as it finishes (adding its ref to ``done``)."""
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        for ref in ready:
+            done.add(ref)
+            i = refs[ref]
+            try:
+                row = ray.get(ref)
+                row["output"] = str(out / items[i].name)
+            except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...
+                msg = str(exc).strip().splitlines()
+                row = internal_error_row(items[i], out, f"{items[i].source}: Ray task failed: {type(exc).__name__}"
+                                                        f"{': ' + msg[-1] if msg else ''}")
+            record(i, row)

@@ -14,9 +14,12 @@ from facegcn.apps.batch.inputs import collect_inputs
 from facegcn.apps.batch.item import process_item
 from facegcn.apps.batch.markers import config_digest, is_done
 from facegcn.apps.batch.pool import get_reconstructor, run_pool, run_ray
-from facegcn.apps.batch.summary import SUMMARY_NAME, BatchReport, error_class, write_summary
+from facegcn.apps.batch.summary import SUMMARY_NAME, BatchReport, error_class, interrupted_row, write_summary
 from facegcn.config import Config
-from facegcn.errors import ConfigError, InputError, OutputError
+from facegcn.errors import ConfigError, InputError, Interrupted, OutputError
+from facegcn.io.atomic import atomic_write_text, check_writable_folder, remove_temp_folders
+
+CONFIG_NAME = "config.json"  # the run's settings, beside the summary
 
 
 def run_batch(
@@ -51,18 +54,25 @@ def run_batch(
     Returns:
         The :class:`~facegcn.apps.batch.BatchReport` (rows in input order).
 
+    Interrupted (Ctrl-C): the workers are stopped at once, ``summary.csv`` lists what finished
+    (the other items with status ``Interrupted``) and :class:`~facegcn.errors.Interrupted` (exit
+    code 130) is raised; ``resume=True`` continues from there.
+
     Raises:
         FaceGCNError: only for problems that concern the whole batch (no inputs at all, unusable
             configuration, output folder not writable, Ray unavailable, models that cannot load).
+        Interrupted: the run was interrupted (KeyboardInterrupt).
     """
     cfg = (config or Config()).validate()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     out = Path(out)
+    check_writable_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {out}: {exc.strerror or exc}") from None
+    atomic_write_text(out / CONFIG_NAME, cfg.to_json())
     items = collect_inputs(inputs, recursive=recursive, exclude=out)
     if not items:
         raise InputError("no inputs given")
@@ -107,6 +117,7 @@ def run_batch(
             last_write[0] = now
 
     backend = "serial"
+    interrupted = False
     try:
         if todo and ray_address:
             backend = "ray"
@@ -120,8 +131,20 @@ def run_batch(
                 rec = get_reconstructor(config_json, cfg.threads or None)  # ConfigError etc. propagate
             for i in todo:
                 record(i, process_item(rec, items[i], out, digest))
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         bar.close()
+        if interrupted:
+            for i, it in enumerate(items):
+                if i not in rows:
+                    rows[i] = interrupted_row(it, out)
+                    remove_temp_folders(out, it.name)  # a face set a stopped worker was writing
         if rows:
             write_summary(summary, ordered())
+    if interrupted:
+        left = sum(1 for r in rows.values() if r["status"] == "Interrupted")
+        ok = sum(1 for r in rows.values() if r["status"] == "ok")
+        raise Interrupted(f"interrupted: {ok} ok, {len(items) - left - ok} failed, {left} not finished of "
+                          f"{len(items)} item(s); summary: {summary}; add --resume to continue")
     return BatchReport(ordered(), summary, out, time.perf_counter() - t_start, backend)

@@ -41,6 +41,13 @@ def internal_error_row(item: BatchItem, out_root: Path, message: str) -> dict:
     return row
 
 
+def interrupted_row(item: BatchItem, out_root: Path) -> dict:
+    """A row for an item the run did not finish because it was interrupted (exit code 130)."""
+    row = empty_row(item, out_root)
+    row.update(status="Interrupted", exit_code=130, message=one_line(f"{item.source}: not finished (interrupted)"))
+    return row
+
+
 def error_class(status: str) -> type[FaceGCNError]:
     """The :class:`~facegcn.errors.FaceGCNError` subclass named by a row's ``status``
     (``FaceGCNError`` itself for ``InternalError`` or an unknown name)."""

@@ -35,8 +35,29 @@ class VideoInfo:
     n_frames: int | None
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[-200:]
+#: ffmpeg's messages → what they mean for the user (first match wins)
+_FFMPEG_REASONS = (
+    ("Invalid data found when processing input", "not a video file, or a damaged one"),
+    ("moov atom not found", "the file is incomplete: no index, a recording cut short?"),
+    ("does not contain any stream", "the file holds no video stream"),
+    ("no video stream", "the file holds no video stream"),
+    ("Permission denied", "permission denied"),
+    ("No such file or directory", "no such file"),
+    ("Decoder not found", "the video codec is not supported"),
+    ("not supported", "the video codec is not supported"),
+    ("No space left on device", "no space left on device"),
+    ("Broken pipe", "ffmpeg stopped unexpectedly"),
+)
+
+
+def ffmpeg_reason(exc: BaseException) -> str:
+    """A short, user-facing reason for an ffmpeg (imageio-ffmpeg) failure, without ffmpeg's
+    log fragments (addresses, stream numbers, version banners)."""
+    text = " ".join(str(exc).split())
+    for needle, reason in _FFMPEG_REASONS:
+        if needle.lower() in text.lower():
+            return reason
+    return "ffmpeg could not read it" if not isinstance(exc, StopIteration) else "no frames"
 
 
 def _open_video(p: Path):
@@ -53,8 +74,7 @@ def _open_video(p: Path):
             raise ValueError("no video stream")
     except (OSError, RuntimeError, StopIteration, ValueError, KeyError) as exc:
         gen.close()
-        detail = _one_line(exc) or type(exc).__name__
-        raise InputError(f"{p}: cannot decode as a video ({detail})") from None
+        raise InputError(f"{p}: cannot decode as a video ({ffmpeg_reason(exc)})") from None
     return gen, meta
 
 
@@ -96,7 +116,7 @@ def _decode(gen, p: Path, size: tuple[int, int], out_size: tuple[int, int]) -> I
                 a = np.asarray(Image.fromarray(a).resize(out_size, Image.BILINEAR))
             yield a
     except (OSError, RuntimeError) as exc:
-        raise InputError(f"{p}: video decoding failed ({_one_line(exc)})") from None
+        raise InputError(f"{p}: video decoding failed ({ffmpeg_reason(exc)})") from None
     finally:
         gen.close()
 
@@ -197,7 +217,7 @@ class VideoWriter:
         try:
             self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
         except (OSError, RuntimeError) as exc:
-            raise OutputError(f"cannot write {self.path}: {_one_line(exc)}") from None
+            raise OutputError(f"cannot write {self.path}: {ffmpeg_reason(exc)}") from None
         self.frames += 1
 
     def close(self) -> Path | None:
@@ -207,7 +227,7 @@ class VideoWriter:
         try:
             self._gen.close()
         except (OSError, RuntimeError) as exc:
-            raise OutputError(f"cannot write {self.path}: {_one_line(exc)}") from None
+            raise OutputError(f"cannot write {self.path}: {ffmpeg_reason(exc)}") from None
         self._gen = None
         os.replace(self.tmp, self.path)
         return self.path

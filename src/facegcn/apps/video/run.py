@@ -165,7 +165,8 @@ def reconstruct_video(rec, video: str | os.PathLike, out: str | os.PathLike, opt
        without a face keeps the previous fit (status ``"no_face"``).
     3. *Smoothing*: the fits, carried into the first key frame's crop, are filtered over time
        (``options.smoothing``).
-    4. *Outputs* in ``OUT/``: ``meshes/frame_NNNNNN.ply`` (or ``.obj``; metres, posed in the reference
+    4. *Outputs* in ``OUT/``: ``config.json`` (the reconstruction settings),
+       ``meshes/frame_NNNNNN.ply`` (or ``.obj``; metres, posed in the reference
        camera frame unless ``posed=False``), ``side_by_side.mp4`` (frame | smoothed render over it,
        H.264), ``tracking.json`` (per-frame raw and smoothed coefficients, errors, status) and
        ``report.json`` (counts, timings, jitter of raw vs smoothed pose).
@@ -186,6 +187,7 @@ def reconstruct_video(rec, video: str | os.PathLike, out: str | os.PathLike, opt
     """
     opts = (options or VideoOptions()).validate()
     out = _output_folder(out)
+    atomic_write_text(out / "config.json", rec.cfg.to_json())  # the run's settings, beside its outputs
     info, frames = read_video(video, max_side=opts.max_side)
     timings = dict.fromkeys(_STAGES, 0.0)
     t_all = time.perf_counter()
