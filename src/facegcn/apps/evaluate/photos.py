@@ -21,6 +21,7 @@ without a label have no person (no pairs).
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import time
 import traceback
@@ -222,7 +223,7 @@ def evaluate_folder(photo_dir: str | Path, out_dir: str | Path, cfg, *, plots: b
         except Exception as exc:  # noqa: BLE001 - one bad photo must not stop the batch
             skipped.append((name, f"unexpected error {type(exc).__name__}: {exc}"))
             echo(f"skipped {name}: unexpected error {type(exc).__name__}: {exc}")
-            if cfg.progress:
+            if os.environ.get("FACEGCN_DEBUG"):  # the CLI's switch for tracebacks
                 traceback.print_exc()
             continue
         fid = ""
