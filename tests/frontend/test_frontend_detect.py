@@ -89,3 +89,27 @@ def test_no_face():
 def test_unknown_detector(astronaut_photo):
     with pytest.raises(ConfigError):
         observe(astronaut_photo, detector="yolo")
+
+
+def test_cached_frontal_face_detector_matches_dlib(astronaut, dlib_models, tmp_path, monkeypatch):
+    """The detector read back from the cache folder (fast start-up) finds exactly what dlib's own
+    ``get_frontal_face_detector()`` finds: same rectangles, scores and sub-detector indices."""
+    from facegcn.frontend.detect import _frontal_face_detector
+
+    monkeypatch.setenv("FACEGCN_CACHE", str(tmp_path))
+    first = _frontal_face_detector()  # builds dlib's detector and saves the copy
+    assert list(tmp_path.glob("frontend/dlib_frontal_face_detector-*.svm"))
+    cached = _frontal_face_detector()  # reads the copy
+    ref = dlib_models["hog"].run(astronaut, 1, 0.0)
+    small = astronaut[::2, ::2].copy()
+    for det in (first, cached):
+        for img, up in ((astronaut, 1), (small, 0), (small, 2)):
+            a, b = det.run(img, up, 0.0), dlib_models["hog"].run(img, up, 0.0)
+            assert [(r.left(), r.top(), r.right(), r.bottom()) for r in a[0]] == \
+                [(r.left(), r.top(), r.right(), r.bottom()) for r in b[0]]
+            assert list(a[1]) == list(b[1]) and list(a[2]) == list(b[2])
+    assert len(ref[0]) >= 2
+    # an unreadable copy is rebuilt
+    for f in tmp_path.glob("frontend/dlib_frontal_face_detector-*.svm"):
+        f.write_bytes(b"garbage")
+    assert len(_frontal_face_detector().run(astronaut, 1, 0.0)[0]) == len(ref[0])

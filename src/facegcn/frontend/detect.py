@@ -1,4 +1,5 @@
-"""Face detection (dlib HOG or MTCNN), false-positive filtering, ranking and dlib landmarks.
+"""Face detection (dlib HOG, MTCNN, or the cascade of :mod:`facegcn.frontend.cascade`),
+false-positive filtering, ranking and dlib landmarks.
 
 False positives are real (dlib's HOG finds a second "face" on the suit in
 ``skimage.data.astronaut()``): every dlib candidate is re-scored by MTCNN's O-Net on its square
@@ -10,6 +11,7 @@ Ranking: by ``confidence × box area`` (largest of the confident faces first).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -34,6 +36,11 @@ class DetectorConfig:
     mtcnn_min_face: float = 20.0
     mtcnn_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     max_detect_side: int = 1024  # detection runs on a copy downscaled to this long side
+    # "cascade" (facegcn.frontend.cascade): stages run after dlib's HOG to add the faces it missed,
+    # and stages run only when nothing was found yet
+    cascade_add: tuple[str, ...] = ("blazeface",)
+    cascade_fallback: tuple[str, ...] = ("mtcnn",)
+    blazeface_kinds: tuple[str, ...] = ("short", "full")  # BlazeFace models ("short": 128², "full": 192²)
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +50,7 @@ class Candidate:
     detector_score: float  # dlib's HOG SVM score, or the MTCNN probability
     detector: str
     points5: np.ndarray | None = None  # MTCNN's 5 points (eye centres, nose, mouth corners)
+    keypoints: np.ndarray | None = None  # BlazeFace's 6 keypoints (eyes, nose tip, mouth, ears), (6, 2)
 
     @property
     def area(self) -> float:
@@ -60,7 +68,7 @@ def _get(name: str):
         obj = _objects.get(name)
         if obj is None:
             if name == "hog":
-                obj = dlib.get_frontal_face_detector()
+                obj = _frontal_face_detector()
             elif name == "sp68":
                 obj = dlib.shape_predictor(str(dlib_model_path(SHAPE_68)))
             elif name == "sp5":
@@ -69,6 +77,35 @@ def _get(name: str):
                 raise KeyError(name)
             _objects[name] = obj
     return obj
+
+
+def _frontal_face_detector():
+    """``dlib.get_frontal_face_detector()``, from a copy saved in the cache folder when there is one.
+
+    dlib builds that detector by decoding a text-embedded model (~0.9 s on a 2-core CPU, a third of
+    the front-end); ``fhog_object_detector(file)`` reads the same five HOG filters back from dlib's
+    own binary serialisation in milliseconds (identical detections: tests/frontend). The copy is
+    keyed by the dlib version and rebuilt when missing or unreadable."""
+    import dlib
+
+    from facegcn.cache import cache_dir
+    from facegcn.io.atomic import atomic_write_bytes
+
+    path = cache_dir("frontend") / f"dlib_frontal_face_detector-{getattr(dlib, '__version__', 'unknown')}.svm"
+    if path.is_file():
+        try:
+            return dlib.fhog_object_detector(str(path))
+        except Exception:  # noqa: BLE001 - an unreadable copy is rebuilt
+            pass
+    det = dlib.get_frontal_face_detector()
+    try:
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        det.save(str(tmp))
+        atomic_write_bytes(path, tmp.read_bytes())
+        tmp.unlink(missing_ok=True)
+    except OSError:  # a read-only cache only costs the slow path next time
+        pass
+    return det
 
 
 def _downscale(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -121,14 +158,21 @@ def detect_mtcnn_candidates(pixels: np.ndarray, config: DetectorConfig | None = 
 
 def find_faces(pixels: np.ndarray, detector: str = "dlib", config: DetectorConfig | None = None
                ) -> tuple[list[Candidate], int]:
-    """Detected, verified and ranked faces (best first), and how many candidates were rejected."""
+    """Detected, verified and ranked faces (best first), and how many candidates were rejected.
+
+    ``detector``: "dlib" (HOG), "mtcnn", or "cascade" (dlib's HOG, then the stages of
+    ``config.cascade_add`` / ``cascade_fallback``: :mod:`facegcn.frontend.cascade`)."""
     cfg = config or DetectorConfig()
     if detector == "dlib":
         cands = detect_dlib(pixels, cfg)
     elif detector == "mtcnn":
         cands = detect_mtcnn_candidates(pixels, cfg)
+    elif detector == "cascade":
+        from facegcn.frontend.cascade import detect_cascade
+
+        cands = detect_cascade(pixels, cfg)
     else:
-        raise ConfigError(f"unknown detector {detector!r} (choose 'dlib' or 'mtcnn')")
+        raise ConfigError(f"unknown detector {detector!r} (choose 'cascade', 'dlib' or 'mtcnn')")
     kept = [c for c in cands if c.confidence >= cfg.verify_threshold]
     kept.sort(key=lambda c: c.confidence * c.area, reverse=True)
     return kept, len(cands) - len(kept)

@@ -24,6 +24,7 @@ from facegcn.frontend.detect import (
     find_faces,
     shape_points,
 )
+from facegcn.frontend.dense import DenseFace, face_spec, observe_dense, points5_from_dense
 from facegcn.frontend.geometry import compose_affine
 from facegcn.frontend.identity import IdentityEncoder, chip_from_photo, face_chip_transform
 from facegcn.frontend.mask import FaceSegmenter, LandmarkSkinSegmenter
@@ -37,12 +38,15 @@ class FrontendConfig:
     ``rotate``: fit the in-plane rotation in the alignment (False = scale + translation only, as
     Deep3DFaceRecon). ``identity``: "port" (the PyTorch port on dlib's chip, default), "dlib"
     (dlib's own ``compute_face_descriptor``) or None (skip; ``identity`` is then all-NaN).
-    ``segmenter``: any :class:`FaceSegmenter` (default :class:`LandmarkSkinSegmenter`)."""
+    ``segmenter``: any :class:`FaceSegmenter` (default :class:`LandmarkSkinSegmenter`).
+    ``dense``: also run MediaPipe's face mesh + iris networks (:mod:`facegcn.frontend.dense`) and
+    fill the observation's ``dense*`` / ``iris*`` / ``head_pose`` fields."""
 
     detection: DetectorConfig = field(default_factory=DetectorConfig)
     rotate: bool = True
     identity: str | None = "port"
     segmenter: FaceSegmenter | None = None
+    dense: bool = True
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +64,14 @@ class FaceObservation:
     photo; ``points5``/``points5_photo`` the 5 alignment points (eye centres, nose tip, mouth
     corners); ``box`` (4,) x1,y1,x2,y2 in the photo; ``chip_transform`` (2,3) maps identity-chip
     pixels → aligned pixels (for :func:`facegcn.frontend.identity.chip_from_aligned`).
-    ``score``: face probability in [0,1]; ``detector_score``: the detector's raw score."""
+    ``score``: face probability in [0,1]; ``detector_score``: the detector's raw score.
+
+    Dense landmarks (None when ``FrontendConfig.dense`` is off): ``dense_photo`` (468,3) MediaPipe's
+    face mesh in photo pixels (x, y, z: relative depth in the x/y scale, smaller = nearer) and
+    ``dense`` (468,3) the same in the aligned crop (z scaled like x, y); ``dense_score`` the mesh
+    network's face probability; ``iris_photo`` / ``iris`` (2,5,3) image-left then image-right iris
+    (centre first); ``head_pose`` (3,) degrees pitch, yaw, roll from the dense points
+    (:func:`facegcn.frontend.dense.head_pose`, the renderer's angle convention)."""
 
     image: torch.Tensor
     transform: np.ndarray
@@ -79,10 +90,21 @@ class FaceObservation:
     identity: torch.Tensor
     chip_transform: np.ndarray
     photo_size: tuple[int, int]  # (width, height)
+    dense: np.ndarray | None = None
+    dense_photo: np.ndarray | None = None
+    dense_score: float | None = None
+    iris: np.ndarray | None = None
+    iris_photo: np.ndarray | None = None
+    head_pose: np.ndarray | None = None
 
     @property
     def alignment(self) -> Alignment:
         return Alignment(self.transform, self.transform_inv, ALIGNED_SIZE)
+
+    @property
+    def yaw_deg(self) -> float | None:
+        """The yaw estimated from the dense landmarks (degrees; None without them)."""
+        return None if self.head_pose is None else float(self.head_pose[1])
 
 
 def _identity(pixels: np.ndarray, rect, mode: str | None) -> tuple[torch.Tensor, np.ndarray]:
@@ -111,9 +133,15 @@ _DLIB_REC: dict[str, object] = {}
 
 
 def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObservation:
-
     px = photo.pixels
-    if cand.detector == "mtcnn":
+    dense = None
+    if cand.detector == "blazeface":  # BlazeFace has no mouth corners: the face mesh gives the 5 points
+        assert cand.keypoints is not None
+        dense = observe_dense(px, face_spec(cand.box, cand.keypoints[:2]))
+        p5 = points5_from_dense(dense.points)
+        rect = dlib_rect_from_points5(p5)
+        lm = shape_points(px, rect)
+    elif cand.detector == "mtcnn":
         assert cand.points5 is not None
         rect = dlib_rect_from_points5(cand.points5)
         lm = shape_points(px, rect)
@@ -124,6 +152,8 @@ def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObse
         rect = dlib_rect_from_box(cand.box)
         lm = shape_points(px, rect)
         p5 = five_from_68(lm)
+    if dense is None and cfg.dense:
+        dense = observe_dense(px, face_spec(cand.box, p5[:2]))
     al = estimate_alignment(p5, rotation=cfg.rotate)
     image = align_photo(px, al)
     lm_al = al.to_aligned(lm)
@@ -152,21 +182,37 @@ def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObse
         identity=identity,
         chip_transform=chip_tf,
         photo_size=photo.size,
+        **(_dense_fields(dense, al) if dense is not None and cfg.dense else {}),
     )
 
 
+def _to_aligned(points: np.ndarray, al: Alignment) -> np.ndarray:
+    """(..., 3) photo (x, y, z) → aligned crop (z scaled by the alignment's scale)."""
+    p = np.asarray(points, np.float64)
+    flat = p.reshape(-1, 3)
+    out = np.concatenate([al.to_aligned(flat[:, :2]), flat[:, 2:] * al.scale], 1)
+    return out.reshape(p.shape)
+
+
+def _dense_fields(dense: DenseFace, al: Alignment) -> dict:
+    return {"dense": _to_aligned(dense.points, al), "dense_photo": dense.points, "dense_score": dense.score,
+            "iris": _to_aligned(dense.iris, al), "iris_photo": dense.iris, "head_pose": dense.pose_deg}
+
+
 def observe(
-    photo, *, detector: str = "dlib", all_faces: bool = False, config: FrontendConfig | None = None
+    photo, *, detector: str = "cascade", all_faces: bool = False, config: FrontendConfig | None = None
 ) -> list[FaceObservation]:
     """Detect, align, landmark, segment and embed the face(s) of ``photo``.
 
     ``photo``: a :class:`~facegcn.io.image.Photo`, a path or a numpy array (see ``load_image``).
-    ``detector``: "dlib" (HOG + 68-point predictor, default) or "mtcnn" (its 5 points align the
-    face; dlib's predictor still gives the 68 landmarks). Returns the best face only, or every
-    face with ``all_faces=True``, best first. Raises NoFaceError when none is found."""
+    ``detector``: "cascade" (default: dlib's HOG, plus BlazeFace for the faces it misses, MTCNN
+    when neither finds one — :mod:`facegcn.frontend.cascade`), "dlib" (HOG + 68-point predictor)
+    or "mtcnn" (its 5 points align the face; dlib's predictor still gives the 68 landmarks).
+    BlazeFace faces are aligned by the 5 points of their dense landmarks. Returns the best face
+    only, or every face with ``all_faces=True``, best first. Raises NoFaceError when none is found."""
     cfg = config or FrontendConfig()
-    if detector not in ("dlib", "mtcnn"):
-        raise ConfigError(f"unknown detector {detector!r} (choose 'dlib' or 'mtcnn')")
+    if detector not in ("cascade", "dlib", "mtcnn"):
+        raise ConfigError(f"unknown detector {detector!r} (choose 'cascade', 'dlib' or 'mtcnn')")
     if not isinstance(photo, Photo):
         photo = load_image(photo)
     if not isinstance(photo, Photo):  # pragma: no cover
