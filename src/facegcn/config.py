@@ -49,7 +49,9 @@ class JsonConfig:
 
 @dataclass
 class FrontendOptions:
-    detector: str = "dlib"  # "dlib" (HOG + 68 landmarks) or "mtcnn" (5 points, then dlib's 68)
+    # "cascade" (dlib's HOG, BlazeFace for the faces it misses, MTCNN when nothing was found; every
+    # candidate verified by O-Net), "dlib" (HOG only) or "mtcnn"; dlib's 68 landmarks in each case
+    detector: str = "cascade"
     all_faces: bool = False
 
 
@@ -115,8 +117,8 @@ class Config(JsonConfig):
         return _build(cls, d, "config")
 
     def validate(self) -> "Config":
-        if self.frontend.detector not in ("dlib", "mtcnn"):
-            raise ConfigError(f"unknown detector {self.frontend.detector!r} (choose dlib or mtcnn)")
+        if self.frontend.detector not in ("cascade", "dlib", "mtcnn"):
+            raise ConfigError(f"unknown detector {self.frontend.detector!r} (choose cascade, dlib or mtcnn)")
         if not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"unknown device {self.device!r} (choose cpu or cuda; cuda:N for the N-th GPU)")
         if not self.output.formats:

@@ -24,6 +24,11 @@ def evaluate(
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Write the matplotlib figures."),
     labels: Path = typer.Option(None, "--labels", help="CSV of 'file,person' lines (file relative to PHOTO_DIR) for the "
                                 "same-person / other-people identity statistics; without it, sub-folders are people."),
+    aflw2000: Path = typer.Option(None, "--aflw2000", help="AFLW2000-3D folder (.jpg + .mat): landmark NME per yaw bin "
+                                  "[0,30) [30,60) [60,90] and the mean of the bins (3DDFA's protocol), plus misses."),
+    aflw_source: str = typer.Option("fit", "--aflw-source", help="With --aflw2000: 'fit' (the coarse fit's projected 3D "
+                                    "landmarks, the AFLW2000-3D convention) or 'frontend' (the detector's 68 points)."),
+    limit: int = typer.Option(0, "--limit", help="With --aflw2000: only the first N images (0: all)."),
     fidelity: bool = typer.Option(True, "--fidelity/--no-fidelity", help="Measure the exported meshes (detail ratio, "
                                   "see-through share, identity of unlit renders at yaw 0 and ±30 degrees)."),
     *,
@@ -36,15 +41,22 @@ def evaluate(
 
     if synthetic < 0:
         raise ConfigError("--synthetic N needs N >= 1")
-    if (photo_dir is None) == (synthetic == 0):
-        raise ConfigError("give either PHOTO_DIR or --synthetic N (not both)")
+    if aflw_source not in ("fit", "frontend"):
+        raise ConfigError(f"unknown --aflw-source {aflw_source!r} (choose fit or frontend)")
+    if sum([photo_dir is not None, synthetic > 0, aflw2000 is not None]) != 1:
+        raise ConfigError("give one of PHOTO_DIR, --synthetic N or --aflw2000 DIR")
     if labels is not None and synthetic:
         raise ConfigError("--labels goes with PHOTO_DIR, not --synthetic")
     cfg = pipeline.config()
     check_writable_folder(out)  # before the slow imports and any work
     if photo_dir is not None and not photo_dir.is_dir():
         raise InputError(f"{photo_dir}: " + ("not a folder" if photo_dir.exists() else "no such folder"))
+    if aflw2000 is not None and not aflw2000.is_dir():
+        raise InputError(f"{aflw2000}: " + ("not a folder" if aflw2000.exists() else "no such folder"))
     check_cache()
+    if aflw2000 is not None:
+        _aflw(aflw2000, out, cfg, aflw_source, limit)
+        return
     # imported here, not at the top: it loads torch (~3 s), which `facegcn --help` must not wait for
     from facegcn.apps.evaluate import evaluate_folder, run_synthetic
 
@@ -65,6 +77,22 @@ def evaluate(
         name, why = rep.skipped[0]
         raise PartialFailure(f"{len(rep.skipped)} of {len(rep.rows) + len(rep.skipped)} photo(s) skipped "
                              f"(first: {name}: {why}); see {out / 'report.md'}")
+
+
+def _aflw(folder: Path, out: Path, cfg, source: str, limit: int) -> None:
+    from facegcn.apps.evaluate.aflw import evaluate_aflw, fit_predictor, frontend_predictor, write_aflw_report
+
+    if source == "fit":
+        from facegcn.pipeline import Reconstructor
+
+        cfg.refine.enabled = False
+        predict = fit_predictor(Reconstructor(cfg))
+    else:
+        predict = frontend_predictor(cfg.frontend.detector)
+    res = evaluate_aflw(folder, predict, limit=limit or None)
+    files = write_aflw_report(res, out)
+    typer.echo(res.table().rstrip())
+    typer.echo(f"AFLW2000-3D: {len(res.rows)} image(s) → {files['table']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -75,7 +75,7 @@ PIPELINE_OPTIONS: dict[str, OptionSpec] = {
                               "A config.json (as written next to every output): its values are the defaults, "
                               "options typed on the command line override them."),
     "model": OptionSpec(str, _DEFAULT.model, ("--model", "-m"), MODEL_HELP),
-    "detector": OptionSpec(str, _DEFAULT.frontend.detector, ("--detector",), "Face detector: dlib or mtcnn."),
+    "detector": OptionSpec(str, _DEFAULT.frontend.detector, ("--detector",), "Face detector: cascade (dlib, then BlazeFace and MTCNN for faces it misses), dlib or mtcnn."),
     "all_faces": OptionSpec(bool, _DEFAULT.frontend.all_faces, ("--all-faces",),
                             "Reconstruct every face (OUT/<photo>/face_<i>/), not only the best one."),
     "checkpoint": OptionSpec(Optional[str], _DEFAULT.checkpoint, ("--checkpoint",),

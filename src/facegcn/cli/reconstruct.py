@@ -24,7 +24,7 @@ PIPELINE = ("config_file", "model", "detector", "all_faces", "checkpoint", "refi
 
 def build_config(
     model: str = "ict",
-    detector: str = "dlib",
+    detector: str = "cascade",
     all_faces: bool = False,
     checkpoint: str | None = None,
     refine: bool = True,

@@ -128,3 +128,40 @@ def test_bad_annotations(tmp_path):
         list_aflw(tmp_path / "empty")
     with pytest.raises(InputError, match="not a folder"):
         list_aflw(tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_cli_aflw2000_on_a_real_face(tmp_path):
+    """`facegcn evaluate --aflw2000`: the astronaut annotated with the front-end's own 68 points
+    scores NME 0 with --aflw-source frontend, and a small NME with the fit's projected points."""
+    import os
+    import subprocess
+    import sys
+
+    from skimage import data
+
+    from facegcn.frontend import observe
+
+    photo = data.astronaut()
+    d = tmp_path / "aflw"
+    d.mkdir()
+    Image.fromarray(photo).save(d / "image00001.jpg", quality=98)
+    from facegcn.io.image import load_image
+
+    gt = observe(load_image(d / "image00001.jpg"))[0].landmarks_photo
+    savemat(d / "image00001.mat", {"pt3d_68": np.concatenate([gt.T, np.zeros((1, 68))], 0),
+                                   "Pose_Para": np.array([[0.0, 0.05, 0.0, 0, 0, 0, 1.0]])})
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    for source, bound in (("frontend", 1e-6), ("fit", 0.05)):
+        r = subprocess.run([sys.executable, "-m", "facegcn", "evaluate", "--aflw2000", str(d), "--aflw-source", source,
+                            "--fast", "-q", "-o", str(tmp_path / source)], capture_output=True, text=True, env=env,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr
+        import csv
+
+        rows = list(csv.DictReader((tmp_path / source / "aflw2000.csv").open()))
+        assert len(rows) == 1 and rows[0]["missed"] == "False"
+        assert float(rows[0]["nme"]) <= bound, (source, rows[0])
+    r = subprocess.run([sys.executable, "-m", "facegcn", "evaluate", "--aflw2000", str(tmp_path / "nope")],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 3 and r.stderr.strip().count("\n") == 0

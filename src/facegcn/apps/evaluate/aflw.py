@@ -20,6 +20,9 @@ front-end's own 68 points.
 
 from __future__ import annotations
 
+import csv
+import io
+
 import math
 import time
 from collections.abc import Callable
@@ -199,12 +202,41 @@ def frontend_predictor(detector: str = "cascade", config=None) -> Callable:
     return predict
 
 
+def fit_predictor(reconstructor) -> Callable:
+    """``photo -> (68, 2)``: the coarse fit's 68 landmark vertices projected into the photo (the
+    AFLW2000-3D convention: 3D points, not the silhouette), for the best face (None when none).
+
+    Args:
+        reconstructor: a :class:`~facegcn.pipeline.Reconstructor` (its front-end and coarse fit run;
+            no texture).
+    """
+    from facegcn.errors import NoFaceError
+
+    def predict(photo):
+        try:
+            _, observations = reconstructor.observe(photo)
+        except NoFaceError:
+            return None
+        if not observations:
+            return None
+        obs = observations[0]
+        coarse = reconstructor.fit_coarse(obs)
+        lm = coarse.state.landmarks[0].detach().cpu().double().numpy()
+        A = np.asarray(obs.transform_inv, np.float64)
+        return lm @ A[:, :2].T + A[:, 2]
+
+    return predict
+
+
 def write_aflw_report(result: AflwResult, out_dir: str | Path) -> dict[str, Path]:
     """``aflw2000.txt`` (the table), ``aflw2000.csv`` (rows) and ``aflw2000.json`` in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = ("image", "yaw_deg", "bin", "nme", "missed", "seconds")
-    lines = [",".join(cols)] + [",".join(str(r[c]) for c in cols) for r in result.rows]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")  # bins such as "[0, 30)" hold commas: quoted
+    w.writerow(cols)
+    w.writerows([[r[c] for c in cols] for r in result.rows])
     return {"table": atomic_write_text(out / "aflw2000.txt", result.table()),
-            "csv": atomic_write_text(out / "aflw2000.csv", "\n".join(lines) + "\n"),
+            "csv": atomic_write_text(out / "aflw2000.csv", buf.getvalue()),
             "json": atomic_write_text(out / "aflw2000.json", strict_json(result.as_dict()))}
