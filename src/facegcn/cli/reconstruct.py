@@ -142,6 +142,10 @@ def _report(photo: Path, d: Path, r) -> None:
     extra = f", refined PSNR {m['psnr_refined']:.2f} dB" if "psnr_refined" in m else ""
     typer.echo(f"{photo} → {d}: landmark NME {m['landmark_nme']:.4f}, coarse PSNR {m['psnr_coarse']:.2f} dB"
                f"{extra}, {r.timings['total_s']:.1f} s")
+    from facegcn.pipeline.export import fit_warnings
+
+    for w in fit_warnings(r):
+        typer.echo(f"warning: {photo}: {w}", err=True)
     share = m.get("texture_photo_share")
     if share is not None and share < LOW_PHOTO_SHARE:
         typer.echo(f"warning: {photo}: only {share:.0%} of the face texture comes from the photo "

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from facegcn.config import Config, OutputOptions
+from facegcn.errors import ModelFileError
 from facegcn.io.atomic import atomic_folder, atomic_write_text
 from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
+from facegcn.morphable.dense import load_dense_correspondence
 from facegcn.morphable.closure import MOUTH_COLOUR, mouth_backing, mouth_loop
 from facegcn.io.imageops import to_uint8
 from facegcn.refine.parts_color import bake_parts_texture, part_colors
@@ -155,6 +157,7 @@ def coefficients_document(rec: "Reconstruction") -> dict[str, Any]:
     """What ``coeffs.json`` holds: model, layout, camera, aligned → photo transform, coefficients
     and the aligned-frame landmarks."""
     cam, obs = rec.synthesis.camera, rec.observation
+    fitted = _fitted_landmarks_photo(rec)
     return {
         "model": rec.model.name,
         "layout": rec.model.layout.sizes,
@@ -163,8 +166,61 @@ def coefficients_document(rec: "Reconstruction") -> dict[str, Any]:
         "aligned_to_photo": np.asarray(obs.transform_inv).tolist(),
         "coefficients": {k: v[0] for k, v in rec.coarse.coeffs.as_dict().items()},
         "landmarks_aligned": np.asarray(obs.landmarks).tolist(),
+        "landmarks_units": "x, y pixels, pixel centres at integers, y down",
+        # the fitted model's 68 Multi-PIE vertices projected into the photo (AFLW2000-3D's
+        # convention: 3D points, hidden ones included) and MediaPipe's 468 points on the fitted mesh
+        "landmarks68_photo": fitted["68"],
+        "landmarks468_photo": fitted["468"],
+        # what the front-end detected: dlib's 68 and MediaPipe's 468 (x, y, z) in photo pixels
+        "detected68_photo": np.asarray(obs.landmarks_photo).tolist(),
+        "detected468_photo": None if obs.dense_photo is None else np.asarray(obs.dense_photo).tolist(),
         "mesh_units": "metres (model decimetres × 0.1), canonical pose",
     }
+
+
+def _fitted_landmarks_photo(rec: "Reconstruction") -> dict[str, list | None]:
+    """The fit's 68 landmark vertices and (when the model has the correspondence) its 468 dense
+    points, projected with the fit's camera into the photo: ``{"68": (68, 2), "468": (468, 2)}``."""
+    A = np.asarray(rec.observation.transform_inv, np.float64)
+    px = rec.coarse.state.verts_px[0].detach().cpu().double()  # (V, 2) aligned
+    out: dict[str, list | None] = {"68": _to_photo(px[rec.model.landmark_idx.cpu()].numpy(), A), "468": None}
+    try:
+        tri, bary, _ = load_dense_correspondence(rec.model)
+    except ModelFileError:
+        return out
+    corners = rec.model.faces.cpu()[tri.cpu().long()]  # (468, 3)
+    out["468"] = _to_photo((px[corners] * bary.cpu().double()[..., None]).sum(1).numpy(), A)
+    return out
+
+
+def _to_photo(p: np.ndarray, A: np.ndarray) -> list:
+    return (p @ A[:, :2].T + A[:, 2]).tolist()
+
+
+POSE_GAP_DEG = 25.0  # fitted vs landmark yaw beyond this: the fit may not follow the head's turn
+LOW_LANDMARK_SCORE = 0.5  # MediaPipe's own face threshold
+
+
+def fit_warnings(rec: "Reconstruction") -> list[str]:
+    """One-line warnings about a fit that may be wrong: a low landmark score (a drawing, a statue,
+    a heavily occluded face) or a fitted yaw far from the dense landmarks' (a frontal face fitted
+    onto a turned head)."""
+    out = []
+    obs = rec.observation
+    if obs.dense_score is not None and obs.dense_score < LOW_LANDMARK_SCORE:
+        out.append(f"low landmark score {obs.dense_score:.2f}: the face may be occluded, drawn or not a face")
+    if obs.head_pose is not None:
+        fit, seen = fit_pose_degrees(rec)["yaw"], float(obs.head_pose[1])
+        if abs(fit - seen) > POSE_GAP_DEG:
+            out.append(f"the fit's yaw {fit:+.0f}° differs from the landmarks' {seen:+.0f}°: "
+                       "the head's turn may not be followed")
+    return out
+
+
+def fit_pose_degrees(rec: "Reconstruction") -> dict[str, float]:
+    """The fitted head pose (pitch, yaw, roll) in degrees, the renderer's angle convention."""
+    a = rec.coarse.coeffs.angles[0].detach().cpu().double().numpy() * 180.0 / np.pi
+    return {"pitch": float(a[0]), "yaw": float(a[1]), "roll": float(a[2])}
 
 
 def report_document(rec: "Reconstruction") -> dict[str, Any]:
@@ -173,6 +229,14 @@ def report_document(rec: "Reconstruction") -> dict[str, Any]:
         "photo": rec.photo.name,
         "face_index": rec.face_index,
         "detector_score": rec.observation.score,
+        "detector": rec.observation.detector,
+        # MediaPipe's face score of the dense landmarks (None when they were not computed) and the
+        # head pose they give, beside the pose the fit found: a large gap is a suspicious fit
+        "landmark_score": rec.observation.dense_score,
+        "frontend_pose_deg": None if rec.observation.head_pose is None else
+        dict(zip(("pitch", "yaw", "roll"), map(float, rec.observation.head_pose))),
+        "fitted_pose_deg": fit_pose_degrees(rec),
+        "warnings": fit_warnings(rec),
         "metrics": rec.metrics,
         "timings": rec.timings,
         "coarse_history": rec.coarse.history,
