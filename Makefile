@@ -20,6 +20,10 @@ $(STAMP): requirements.lock pyproject.toml
 	# its .tflite model files are read); gradio declares pillow<13.
 	$(PY) -m pip install --quiet --no-deps facenet-pytorch==2.6.0 mediapipe==0.10.14 gradio==6.31.0
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	# First-run work now, not in the first `make demo`: one 1-step reconstruction of the demo photo
+	# compiles the numba kernels (cached beside their sources, or in $$NUMBA_CACHE_DIR) and builds
+	# the caches under $$FACEGCN_CACHE (default ~/.cache/facegcn): mesh hierarchy, identity weights.
+	$(PY) -c 'from facegcn.pipeline.runtime import warm_up; print("facegcn warm-up (numba kernels, caches): %.0f s" % warm_up()["total_s"])'
 	@touch $(STAMP)
 
 demo: $(STAMP)

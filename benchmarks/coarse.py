@@ -1,7 +1,7 @@
 """Benchmark of the per-photo coarse fit (facegcn.coarse.CoarseFitter) on the astronaut photo.
 
 Workload: ``skimage.data.astronaut()`` observed once with the default front-end (not timed), then
-the full per-image fit with the pipeline's default steps (60 rigid, 120 landmark, 200 photometric,
+the full per-image fit with the pipeline's default steps (60 rigid, 120 landmark, 150 photometric,
 30 identity; ``--fast``: 30/60/40/0) on the ICT model (9,409 vertices, 18,460 triangles, 224²).
 
 Reference (same run, same inputs, same seed): the identical fit with the naive pure-torch

@@ -1,7 +1,7 @@
 """Benchmark of the whole reconstruction of one photo, and of the GCN texture refinement alone.
 
 Workload: ``skimage.data.astronaut()`` (512², one face) with the pipeline's default settings (ICT
-model, dlib front-end, coarse fit 60/120/200/30 steps, per-image GCN refinement 150 steps; ``--fast``:
+model, dlib front-end, coarse fit 60/120/150/30 steps, per-image GCN refinement 120 steps; ``--fast``:
 30/60/40/0 and 30), CPU unless ``--device cuda``.
 
 * ``reconstruct``: ``Reconstructor(photo)`` (front-end + coarse fit + refinement + metrics) plus

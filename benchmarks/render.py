@@ -112,14 +112,30 @@ def main() -> None:
 
     # render-thread scaling of the fast path (serial kernels vs the default thread count)
     nt = get_num_threads()
-    if nt > 1:
+    render_threads = nt
+    tf = min(fast, key=lambda k: fast[k][0][0])
+    if nt > 1:  # the pipeline's own setting (--threads 1 sets torch and render threads to 1)
         set_num_threads(1)
+        torch.set_num_threads(1)
         s1 = _time(_pipeline(vpx1, cols1, faces, size, grad1, "numba"), args.repeat)
         s8 = _time(_pipeline(vpx8, cols8, faces, size, grad8, "numba"), max(5, args.repeat // 4))
-        set_num_threads(None)
-        print(f"render threads 1: total {s1[0]:.2f} ms ({s1[1]:.2f}), batch 8 {s8[0]:.1f} ms ({s8[1]:.1f})")
+        r1 = _time(lambda: rasterize(vpx1, faces, size, backend="numba"), args.repeat)
+        p = vpx1.clone().requires_grad_(True)
+        c = cols1.clone().requires_grad_(True)
 
-    tf = min(fast, key=lambda k: fast[k][0][0])
+        def interp1():
+            p.grad = None
+            c.grad = None
+            interpolate(c, faces, fr, p, backend="numba").backward(grad1)
+
+        i1 = _time(interp1, args.repeat)
+        set_num_threads(None)
+        torch.set_num_threads(default_torch_threads)
+        print(f"render threads 1: total {s1[0]:.2f} ms ({s1[1]:.2f}), batch 8 {s8[0]:.1f} ms ({s8[1]:.1f})")
+        if s1[0] < fast[tf][0][0]:
+            fast["r1"] = (s1, r1, i1, s8)
+            tf, render_threads = "r1", 1
+
     tn = min(naive, key=lambda k: naive[k][0][0])
     f_ms, r_ms, i_ms, _ = fast[tf]
     b8_ms = min((v[3] for v in fast.values()), key=lambda x: x[0])
@@ -127,13 +143,14 @@ def main() -> None:
     ratio = n_ms[0] / f_ms[0]
     thr = 8 / (b8_ms[0] / 1e3)
     print(
-        f"breakdown (torch threads {tf}): rasterize {r_ms[0]:.2f} ms + interpolate fwd/bwd "
-        f"{i_ms[0]:.2f} ms; target <= 5 ms: {'met' if f_ms[0] <= 5 else 'NOT met'}; "
+        f"breakdown ({'torch and render threads 1' if tf == 'r1' else f'torch threads {tf}, render threads {render_threads}'}):"
+        f" rasterize {r_ms[0]:.2f} ms + interpolate fwd/bwd "
+        f"{i_ms[0]:.2f} ms; target <= 4 ms: {'met' if f_ms[0] <= 4 else 'NOT met'}; "
         f"batch 8: {b8_ms[0]:.1f} ms = {b8_ms[0] / 8:.2f} ms/image"
     )
     print(
         f"render 224x224 35,721V/70,688F rasterize+interpolate+backward: {f_ms[0]:.2f} ms "
-        f"(median {f_ms[1]:.2f}) vs naive torch {n_ms[0]:.1f} ms = {ratio:.1f}x faster; "
+        f"(median {f_ms[1]:.2f}, render threads {render_threads}) vs naive torch {n_ms[0]:.1f} ms = {ratio:.1f}x faster; "
         f"batch-8 throughput {thr:.0f} img/s"
     )
     sys.stdout.flush()

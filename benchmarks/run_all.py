@@ -5,6 +5,9 @@ Sections (each in its own child process, so its peak RSS is its own — ``os.wai
 ==============  ====================================================  ===========================================
 section         ours                                                  reference (measured in the same run)
 ==============  ====================================================  ===========================================
+compare         the whole `facegcn reconstruct` process on the demo   the same command of the baseline checkout
+                photo (start-up included), per stage + quality;       (``--baseline e9d0884``: a temporary git
+                `facegcn batch --workers 2` photos/min                worktree, same venv); benchmarks/whole_command.py
 rasterizer      benchmarks/render.py: numba rasterize+interpolate+bwd  the naive pure-torch rasterizer/interpolation
 chebconv        benchmarks/cheb.py: facegcn ChebConv fwd+bwd           torch_geometric ChebConv (its faster style)
 frontend        benchmarks/frontend.py: observe() per photo            dlib's native pipeline (HOG detect, 68 + 5
@@ -20,10 +23,12 @@ Every figure is given in ms (MB for memory) and as a ratio to its reference (``r
 > 1 means ours is faster; for memory ``ours / baseline``). The machine (CPU model from
 /proc/cpuinfo, cores, memory, torch and thread counts, GPU) is printed with the figures.
 
-    python benchmarks/run_all.py [--out out/bench] [--quick] [--only rasterizer,coarse,...] [--timeout 1200]
+    python benchmarks/run_all.py [--out out/bench] [--quick] [--only compare,rasterizer,...] [--all]
+        [--runs 3] [--baseline e9d0884] [--batch-photos 4] [--timeout 1200]
 
-``--quick``: fewer repeats and the ``--fast`` step counts (a smoke run, minutes); the default is
-the full suite (about 10-20 minutes on a 2-core CPU).
+The default (``make bench``) runs compare, rasterizer and chebconv (~10 minutes on a 2-core CPU);
+``--all`` adds the rest (10-20 minutes more). ``--quick``: fewer repeats and the ``--fast`` step
+counts. The last printed line is the headline: the whole command's new/baseline ratio.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -43,7 +49,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SECTIONS = ("rasterizer", "chebconv", "frontend", "coarse", "end_to_end", "memory", "gpu")
+SECTIONS = ("compare", "rasterizer", "chebconv", "frontend", "coarse", "end_to_end", "memory", "gpu")
+DEFAULT_SECTIONS = ("compare", "rasterizer", "chebconv")  # `make bench`; --all for every section
 
 
 # ------------------------------------------------------------------------------ machine
@@ -155,7 +162,7 @@ _NUM = r"([0-9]+(?:\.[0-9]+)?)"
 
 def parse_render(stdout: str) -> dict:
     """benchmarks/render.py's headline: '... : F ms (median M) vs naive torch N ms = Rx faster; ...'."""
-    m = re.search(_NUM + r" ms \(median " + _NUM + r"\) vs naive torch " + _NUM + r" ms = " + _NUM + "x", _last_line(stdout))
+    m = re.search(_NUM + r" ms \(median " + _NUM + r"[^)]*\) vs naive torch " + _NUM + r" ms = " + _NUM + "x", _last_line(stdout))
     if not m:
         raise ValueError(f"unexpected render.py output: {_last_line(stdout)!r}")
     ours, med, ref, _ = map(float, m.groups())
@@ -278,18 +285,59 @@ def _row(section: str, figure: str, ours, unit: str, reference: str, ref=None, r
             "reference_value": ref, "ratio": ratio, "peak_rss_mb": rss, "note": note}
 
 
+def compare_section(wc, args, raw: dict) -> list[dict]:
+    """The headline: the whole `facegcn reconstruct` command, baseline checkout vs this tree, and
+    `facegcn batch --workers 2` throughput (benchmarks/whole_command.py)."""
+    print(f"[compare] facegcn reconstruct, baseline {args.baseline} vs this tree, {args.runs} alternating runs", flush=True)
+    base = wc.Baseline(args.baseline, args.baseline_src)
+    work = Path(tempfile.mkdtemp(prefix="facegcn-compare-"))
+    try:
+        photo = wc.demo_photo(work)
+        res = wc.compare(REPO / "src", base.src, photo, args.runs, work, args.timeout)
+        print("\n".join(wc.format_compare(res, base.label)), flush=True)
+        res["batch"] = {}
+        if args.batch_photos > 0:
+            for name, src in (("new", REPO / "src"), ("baseline", base.src)):
+                res["batch"][name] = b = wc.batch(src, photo, args.batch_photos, work, args.timeout)
+                print(f"[compare] batch --workers {b['workers']} ({name}): {b['done']}/{b['photos']} photos in "
+                      f"{b['wall_s']:.1f} s = {b['photos_per_min']:.2f} photos/min", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        base.close()
+    raw["compare"] = res
+    n, o = res["new"], res["baseline"]
+    q = ", ".join(f"{k} {n['quality'].get(k) or float('nan'):.4f} (baseline {o['quality'].get(k) or float('nan'):.4f})"
+                  for k in ("landmark_nme", "psnr_refined"))
+    rows = [_row("whole command", "facegcn reconstruct, demo photo, whole process (median wall)", n["median_s"] * 1e3,
+                 "ms", f"baseline {base.label}", o["median_s"] * 1e3, ratio=o["median_s"] / n["median_s"],
+                 note=f"new/baseline {res['ratio']:.2f} (pairwise median, target <= 0.3); {q}")]
+    for k in ("frontend_s", "coarse_s", "refine_s", "texture_s", "start_write_s"):
+        a, c = n["stages_s"][k], o["stages_s"][k]
+        rows.append(_row("whole command", f"stage {k[:-2]}", a * 1e3, "ms", "baseline", c * 1e3))
+    for name, b in res["batch"].items():
+        rows.append(_row("batch", f"facegcn batch --workers {b['workers']}, {b['photos']} photos ({name})",
+                         b["photos_per_min"], "photos/min", "", note="" if not b["rc"] else f"exit {b['rc']}"))
+    return rows
+
+
 def run_suite(args) -> dict:
     quick = args.quick
-    only = set(args.only.split(",")) if args.only else set(SECTIONS)
+    only = set(args.only.split(",")) if args.only else set(SECTIONS if args.all else DEFAULT_SECTIONS)
     unknown = only - set(SECTIONS)
     if unknown:
         raise SystemExit(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     machine = machine_info()
-    print(machine_line(machine), flush=True)
+    sys.path.insert(0, str(HERE))
+    import whole_command as wc
+
+    machine["line"] = wc.machine_line()
+    print(machine["line"], flush=True)
     rows: list[dict] = []
     raw: dict = {}
     tmpdir = tempfile.TemporaryDirectory(prefix="facegcn-runall-")
     T = args.timeout
+    if "compare" in only:
+        rows += compare_section(wc, args, raw)
 
     def step(name: str, cmd: list[str]) -> dict:
         print(f"[{name}] {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
@@ -418,13 +466,15 @@ def run_suite(args) -> dict:
 def _num(v, unit: str) -> str:
     if v is None:
         return "—"
+    if unit == "photos/min":
+        return f"{v:.2f}"
     return f"{v:.0f}" if (unit == "ms" and v >= 100) or unit == "MB" else f"{v:.2f}"
 
 
 def markdown(result: dict) -> str:
     m = result["machine"]
     lines = [f"# facegcn benchmarks ({'quick' if result['quick'] else 'full'} run, {result['date']})", "",
-             machine_line(m), "",
+             m.get("line") or machine_line(m), "",
              "Ratio = reference / ours (× faster) for times; ours / reference for memory.", "",
              "| section | figure | ours | reference | reference value | ratio | peak RSS (MB) | note |",
              "|---|---|---:|---|---:|---:|---:|---|"]
@@ -442,7 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(REPO / "out" / "bench"), help="folder for bench.json and bench.md")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, --fast step counts")
-    ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    ap.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(SECTIONS)} "
+                    f"(default: {','.join(DEFAULT_SECTIONS)})")
+    ap.add_argument("--all", action="store_true", help="every section (10-20 more minutes on a 2-core CPU)")
+    ap.add_argument("--runs", type=int, default=3, help="compare: alternating whole-command runs per side")
+    ap.add_argument("--baseline", default="e9d0884", help="compare: baseline git revision (temporary worktree)")
+    ap.add_argument("--baseline-src", default=None, help="compare: an existing checkout's src folder instead")
+    ap.add_argument("--batch-photos", type=int, default=4, help="compare: photos for the batch throughput (0 = skip)")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per child process")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--child-json", default=None, help=argparse.SUPPRESS)
@@ -466,6 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(md)
     print(f"wrote {out / 'bench.json'} and {out / 'bench.md'} ({result['wall_s']:.0f} s)")
+    cmp_ = result["raw"].get("compare")
+    if cmp_:  # the headline, last: the whole command's new/baseline ratio
+        for name, b in cmp_.get("batch", {}).items():
+            print(f"batch throughput ({name}): {b['photos_per_min']:.2f} photos/min (facegcn batch --workers "
+                  f"{b['workers']}, {b['photos']} photos)")
+        print(f"whole command (facegcn reconstruct, demo photo): {cmp_['new']['median_s']:.1f} s vs baseline "
+              f"{cmp_['baseline']['median_s']:.1f} s = new/baseline {cmp_['ratio']:.2f} (target <= 0.3) on "
+              f"{result['machine']['cpu']}, {result['machine']['cores']} cores")
     return 0
 
 

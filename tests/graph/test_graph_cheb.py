@@ -119,6 +119,34 @@ def test_gradcheck_float64(cin, cout, torch_seed):
     assert torch.autograd.gradcheck(lambda x, w, b: cheb_conv(x, L, w, b), (x, w, b))
 
 
+@pytest.mark.parametrize("cin,cout,K", [(7, 16, 6), (16, 16, 6), (32, 16, 6), (16, 3, 6), (3, 3, 6), (6, 3, 2),
+                                         (4, 9, 1), (12, 3, 1)])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_every_series_mode_matches_the_textbook_form(cin, cout, K, batch, torch_seed):
+    """The three evaluation orders of cheb_conv (series_mode) against cheb_conv_reference (plain
+    recurrence + autograd) in float64: outputs and all gradients to 1e-12; plus gradcheck."""
+    from facegcn.graph.cheb_conv import cheb_conv_reference, series_mode
+
+    assert series_mode(7, 16, 6) == "input" and series_mode(16, 16, 6) == "grad" and series_mode(16, 3, 6) == "output"
+    v, f = sphere_mesh(120, seed=3)
+    L = SparseMatrix(scaled_laplacian(f, len(v))[0]).double()
+    w = torch.randn(K, cin, cout, dtype=torch.float64)
+    b = torch.randn(cout, dtype=torch.float64)
+    x = torch.randn(batch, len(v), cin, dtype=torch.float64)
+    g = torch.randn(batch, len(v), cout, dtype=torch.float64)
+    grads = []
+    for fn in (cheb_conv, cheb_conv_reference):
+        xs, ws, bs = (t.clone().requires_grad_(True) for t in (x, w, b))
+        y = fn(xs, L, ws, bs)
+        y.backward(g)
+        grads.append((y.detach(), xs.grad, ws.grad, bs.grad))
+    for a, r in zip(*grads):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+    if batch == 1 and len(v) <= 200:
+        xs, ws, bs = (t.clone().requires_grad_(True) for t in (x, w, b))
+        assert torch.autograd.gradcheck(lambda x, w, b: cheb_conv(x, L, w, b), (xs, ws, bs))
+
+
 def test_nonsymmetric_operator_gradient(torch_seed):
     rng = np.random.default_rng(0)
     m = sp.random(20, 20, density=0.2, random_state=1, format="csr") * 0.3

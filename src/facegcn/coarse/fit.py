@@ -11,6 +11,7 @@ Stages (each an Adam loop on the coefficient vector, Tikhonov priors throughout)
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field, replace
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field, replace
 import torch
 from tqdm.auto import tqdm
 
-from facegcn.coarse.losses import CoarseLoss, CoarseWeights
+from facegcn.coarse.losses import CoarseLoss, CoarseWeights, history_floats
+from facegcn.coarse.optim import Adam
 from facegcn.config import CoarseOptions
-from facegcn.frontend.identity import IdentityEncoder, canonical_chip_transform
+from facegcn.frontend.identity import IdentityEncoder, canonical_chip_transform, embed_aligned
 from facegcn.coarse.synthesis import FaceState, FaceSynthesis
 from facegcn.morphable import Coefficients, MorphableModel
 from facegcn.render import Rendering
@@ -43,6 +45,7 @@ class FitConfig:
     lr: float = _D.lr
     lr_rigid: float = _D.lr_rigid
     identity_every: int = _D.identity_every
+    dense_weight: float = _D.dense_weight
     weights: CoarseWeights = field(default_factory=lambda: _weights(_D))
     progress: bool = False
 
@@ -50,7 +53,8 @@ class FitConfig:
     def from_options(cls, o: CoarseOptions, progress: bool = False) -> "FitConfig":
         return cls(steps_rigid=o.steps_rigid, steps_landmark=o.steps_landmark, steps_photo=o.steps_photo,
                    steps_identity=o.steps_identity, lr=o.lr, lr_rigid=o.lr_rigid,
-                   identity_every=o.identity_every, weights=_weights(o), progress=progress)
+                   identity_every=o.identity_every, dense_weight=o.dense_weight, weights=_weights(o),
+                   progress=progress)
 
 
 @dataclass
@@ -113,8 +117,13 @@ class CoarseFitter:
         identity: torch.Tensor | None = None,
         chip_transform=None,
         init: Coefficients | None = None,
+        dense: torch.Tensor | None = None,
+        dense_weight: torch.Tensor | None = None,
     ) -> CoarseResult:
-        """image (B,3,224,224) in [0,1]; landmarks (B,68,2) aligned pixels; face_mask (B,1,H,W)."""
+        """image (B,3,224,224) in [0,1]; landmarks (B,68,2) aligned pixels; face_mask (B,1,H,W);
+        dense (B,468,2|3) MediaPipe's points in the aligned frame (optional: the dense term of
+        :mod:`facegcn.coarse.dense`, weight ``config.dense_weight``) with per-point weights
+        ``dense_weight`` (B,468) or (B,1) (e.g. the landmark score)."""
         cfg, m, L = self.cfg, self.model, self.model.layout
         B = image.shape[0]
         dev = image.device
@@ -122,6 +131,9 @@ class CoarseFitter:
         if init is None:
             c0 = _init_rigid(self.syn, c0, landmarks)
         x = L.join(c0).detach().clone().requires_grad_(True)
+        if chip_transform is not None:  # on the device once, not copied there by every identity pass
+            chip_transform = torch.as_tensor(chip_transform, dtype=image.dtype, device=dev)
+        term = self._dense_term() if dense is not None and cfg.dense_weight > 0 else None
         hist: list[dict] = []
         timings: dict[str, float] = {}
         sl = L.slices
@@ -132,14 +144,13 @@ class CoarseFitter:
             if steps <= 0:
                 return
             t0 = time.perf_counter()
-            opt = torch.optim.Adam([x], lr=lr)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda i: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(i / max(steps - 1, 1), 1.0))))
+            opt = Adam([x], lr=lr, schedule=lambda i: 0.1 + 0.9 * 0.5 * (1 + math.cos(
+                math.pi * min(i / max(steps - 1, 1), 1.0))))
             gmask = torch.zeros(L.total, device=dev)
             for k in free:
                 gmask[sl[k]] = 1.0
             for it in range(steps):
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 c = L.split(x)
                 kw: dict = {}
                 if use == {"landmark", "reg"}:
@@ -154,13 +165,19 @@ class CoarseFitter:
                         kw["feat_render"] = self._embed(r.image * r.mask + image * (1 - r.mask), chip_transform)
                         kw["feat_photo"] = identity
                 lt = self.loss(c, use=use, **kw)
-                lt.total.backward()
+                total = lt.total
+                if term is not None:
+                    d = (term(c, dense, dense_weight) if "lm_pred" in kw and "render" not in kw else
+                         term(vertices=st.vertices, normals=st.normals, target=dense, target_weight=dense_weight))
+                    lt.terms["dense"] = cfg.dense_weight * d
+                    total = total + lt.terms["dense"]
+                    lt.total = total
+                total.backward()
                 x.grad.mul_(gmask)
                 opt.step()
-                sched.step()
                 self._project(x)
                 if it % 10 == 0 or it == steps - 1:
-                    hist.append({"stage": stage, "step": it, **lt.scalars()})
+                    hist.append({"stage": stage, "step": it, **lt.detached()})
                 bar.update(1)
             timings[stage] = time.perf_counter() - t0
 
@@ -176,10 +193,51 @@ class CoarseFitter:
             c = L.split(x.detach())
             st = self.syn.state(c)
             r = self.syn.render(st)
-        return CoarseResult(c, st, r, hist, timings)
+        return CoarseResult(c, st, r, history_floats(hist), timings)
+
+    def _dense_term(self):
+        """The dense-landmark term of this model (cached), or None when the model has no
+        correspondence file (e.g. a BFM the derivation script was not run for)."""
+        if not hasattr(self, "_dense"):
+            from facegcn.coarse.dense import DenseLandmarkTerm
+            from facegcn.errors import ModelFileError
+
+            try:
+                self._dense = DenseLandmarkTerm(self.model, self.syn.camera).to(self.model.mean_shape.device)
+            except ModelFileError:
+                self._dense = None
+        return self._dense
 
     def _embed(self, img: torch.Tensor, chip_transform) -> torch.Tensor:
         if self.identity is None:
             self.identity = IdentityEncoder(device=img.device)
         ct = chip_transform if chip_transform is not None else canonical_chip_transform()
-        return self.identity.embed_aligned(img.clamp(0, 1), ct)
+        return embed_aligned(img.clamp(0, 1), ct, loop_identity_net(self.identity))
+
+
+class _ChannelsLast(torch.nn.Module):
+    """A network evaluated on channels-last (NHWC) tensors, same weights, same results up to float
+    rounding (descriptors within 2e-7): the dlib ResNet's forward + backward on a 150² chip takes
+    ~20% less time this way on a CPU (measured 34 vs 42 ms, 1 thread)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(net).to(memory_format=torch.channels_last)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+def loop_identity_net(encoder: IdentityEncoder) -> torch.nn.Module:
+    """The identity network to call in optimisation loops: on a CPU a channels-last copy, made
+    once per encoder (the shared network itself is left as it is), elsewhere the network."""
+    net = encoder.net
+    if encoder.device.type != "cpu":
+        return net
+    cached = _LOOP_NETS.get(id(net))
+    if cached is None or cached[0] is not net:
+        cached = _LOOP_NETS[id(net)] = (net, _ChannelsLast(net).eval())
+    return cached[1]
+
+
+_LOOP_NETS: dict[int, tuple[torch.nn.Module, torch.nn.Module]] = {}  # the shared networks are few

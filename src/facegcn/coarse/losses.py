@@ -93,6 +93,24 @@ class LossTerms:
     def scalars(self) -> dict[str, float]:
         return {"total": float(self.total.detach()), **{k: float(v.detach()) for k, v in self.terms.items()}}
 
+    def detached(self) -> dict[str, torch.Tensor]:
+        """:meth:`scalars` as detached 0-d tensors (no host sync; convert a whole log at once with
+        :func:`history_floats`)."""
+        return {"total": self.total.detach(), **{k: v.detach() for k, v in self.terms.items()}}
+
+
+def history_floats(entries: list[dict]) -> list[dict]:
+    """Replace the 0-d tensors in a loss log by floats with ONE device-to-host copy (an
+    optimisation loop on a GPU that called ``float()`` every few steps would stall each time)."""
+    keys = [(i, k) for i, e in enumerate(entries) for k, v in e.items() if isinstance(v, torch.Tensor)]
+    if not keys:
+        return entries
+    vals = torch.stack([entries[i][k].reshape(()).float() for i, k in keys]).cpu().tolist()
+    out = [dict(e) for e in entries]
+    for (i, k), v in zip(keys, vals):
+        out[i][k] = v
+    return out
+
 
 class CoarseLoss:
     """Weighted sum of the coarse terms. Missing inputs (e.g. no identity features) skip a term."""

@@ -148,6 +148,31 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _source_digest(dat: Path) -> str:
+    """SHA-256 of dlib's ``.dat``, remembered beside the converted weights by (path, size, mtime)
+    so that a process start does not hash 22 MB again."""
+    import json
+
+    from facegcn.cache import cache_dir
+    from facegcn.io.atomic import atomic_write_text
+
+    st = dat.stat()
+    stamp = {"source": str(dat.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    index = cache_dir("frontend") / "dlib_resnet_v1.source.json"
+    try:
+        saved = json.loads(index.read_text())
+        if isinstance(saved, dict) and {k: saved.get(k) for k in stamp} == stamp and len(str(saved.get("sha256"))) == 64:
+            return str(saved["sha256"])
+    except (OSError, ValueError):
+        pass
+    digest = _file_sha256(dat)
+    try:
+        atomic_write_text(index, json.dumps({**stamp, "sha256": digest}))
+    except OSError:
+        pass
+    return digest
+
+
 def converted_weights_path(dat_path: str | Path | None = None) -> Path:
     """Path of the cached safetensors file, (re)building it from dlib's ``.dat`` when needed."""
     from safetensors import safe_open
@@ -159,7 +184,7 @@ def converted_weights_path(dat_path: str | Path | None = None) -> Path:
     dat = Path(dat_path) if dat_path is not None else dlib_model_path(RESNET)
     if not dat.is_file():
         raise ModelFileError(f"dlib ResNet model file not found: {dat}")
-    digest = _file_sha256(dat)
+    digest = _source_digest(dat)
     out = cache_dir("frontend") / f"dlib_resnet_v1-{digest[:12]}.safetensors"
     if out.is_file():
         try:
@@ -194,8 +219,9 @@ def load_identity_net(
                 sd = load_file(str(path))
             except Exception as exc:  # noqa: BLE001
                 raise ModelFileError(f"cannot read converted identity weights {path}: {exc}") from None
-            net = DlibResNet()
-            net.load_state_dict(sd)
+            with torch.device("meta"):  # no random init of weights that are replaced anyway (~0.3 s)
+                net = DlibResNet()
+            net.load_state_dict(sd, assign=True)
             net = net.to(device=device, dtype=dtype).eval()
             for p in net.parameters():
                 p.requires_grad_(False)

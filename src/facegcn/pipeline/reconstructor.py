@@ -147,7 +147,12 @@ class Reconstructor:
             with torch.no_grad():
                 init = self.model.split(self.regressor(img))
             fitter = self.noop_fitter
-        return fitter.fit(img, lm, fm, identity=ident, chip_transform=obs.chip_transform, init=init)
+        dense = dw = None
+        if obs.dense is not None:
+            dense = torch.as_tensor(obs.dense, dtype=torch.float32, device=dev)[None]
+            dw = torch.full((1, 1), float(obs.dense_score if obs.dense_score is not None else 1.0), device=dev)
+        return fitter.fit(img, lm, fm, identity=ident, chip_transform=obs.chip_transform, init=init,
+                          dense=dense, dense_weight=dw)
 
     def refine(self, obs: FaceObservation, coarse: CoarseResult) -> RefineResult:
         """The GCN texture: trained feed-forward generator when loaded, else per-image refinement."""

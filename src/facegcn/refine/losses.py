@@ -52,8 +52,13 @@ def vertex_loss(colors: torch.Tensor, reference: torch.Tensor, norm: str = "l1",
 
 
 def symmetry_loss(colors: torch.Tensor, mirror: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between each vertex's colour and its mirror vertex's colour."""
-    return ((colors - colors[:, mirror]) ** 2).mean()
+    """Mean squared difference between each vertex's colour and its mirror vertex's colour.
+    (An ``index_select`` along the flattened first axis, not ``colors[:, mirror]``: its backward is
+    an ``index_add`` instead of an accumulating ``index_put_``; ~2x faster on a CPU.)"""
+    B, V, C = colors.shape
+    m = mirror.to(colors.device)
+    idx = m if B == 1 else (torch.arange(B, device=m.device)[:, None] * V + m).reshape(-1)
+    return ((colors - colors.reshape(B * V, C).index_select(0, idx).view(B, V, C)) ** 2).mean()
 
 
 def skin_variance_loss(colors: torch.Tensor, skin_weight: torch.Tensor) -> torch.Tensor:

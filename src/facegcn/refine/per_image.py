@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
+from facegcn.coarse.losses import history_floats
+from facegcn.coarse.optim import Adam
 from facegcn.config import RefineOptions
-from facegcn.frontend.identity import IdentityEncoder
+from facegcn.coarse.fit import loop_identity_net
+from facegcn.frontend.identity import IdentityEncoder, embed_aligned
 from facegcn.graph import TextureGenerator, build_hierarchy
 from facegcn.refine.losses import RefineWeights, refine_objective
-from facegcn.render import sample_image, sh_shading
+from facegcn.render import sample_image, sh_irradiance, sh_shading
 
 
 @dataclass
@@ -88,17 +91,18 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
         for p in gen.merger.parameters():
             p.mul_(0.01)
     mirror = model.mirror_index().to(dev)
-    optim = torch.optim.Adam(gen.parameters(), lr=opt_cfg.lr)
     # Linear warm-up over the first 10 steps: Adam's first updates are ±lr on every weight, which on
     # the small-initialised merger is a large relative jump (a very short fit otherwise ends off-colour).
-    sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda i: min(1.0, (i + 1) / 10.0))
+    optim = Adam(gen.parameters(), lr=opt_cfg.lr, schedule=lambda i: min(1.0, (i + 1) / 10.0))
     embed_fn = None
     if has_id and w.identity > 0:
         encoder = IdentityEncoder(device=dev)
-        ct = observation.chip_transform
+        ct = torch.as_tensor(observation.chip_transform, dtype=image.dtype, device=dev)  # copied once
+
+        net = loop_identity_net(encoder)
 
         def embed_fn(img):
-            return encoder.embed_aligned(img.clamp(0, 1), ct)
+            return embed_aligned(img.clamp(0, 1), ct, net)
 
     hist: list[dict] = []
     steps = int(opt_cfg.steps)
@@ -106,12 +110,15 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     normals = st.normals.detach()
     verts = st.vertices.detach()
     ident_n = torch.nn.functional.normalize(ident, dim=-1) * 10.0  # dlib descriptors have norm ≈ 1
+    # geometry, pose and light are fixed: the SH irradiance is a constant factor and the mesh is
+    # rasterised once (interpolation = one sparse pixel × vertex product per step)
+    irradiance = sh_irradiance(normals, c.sh.detach())  # sh_shading(n, alb, sh) == irradiance * alb
+    view = synthesis.renderer.fixed(verts)
     for it in bar:
-        optim.zero_grad(set_to_none=True)
+        optim.zero_grad()
         t = gen(ident_n, x_in)
         alb = base_albedo + t
-        col = sh_shading(normals, alb, c.sh)
-        r = synthesis.renderer(verts, col)
+        r = view(irradiance * alb)
         feat = None
         if embed_fn is not None and it % max(opt_cfg.identity_every, 1) == 0:
             feat = embed_fn(r.image * r.mask + image * (1 - r.mask))
@@ -122,13 +129,12 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
             mirror=mirror, skin_weight=model.skin_weight,
         )
         lt.total.backward()
-        torch.nn.utils.clip_grad_norm_(gen.parameters(), 5.0)
+        optim.clip_grad_norm_(5.0)
         optim.step()
-        sched.step()
         if it % 10 == 0 or it == steps - 1:
-            hist.append({"step": it, **lt.scalars()})
+            hist.append({"step": it, **lt.detached()})
     with torch.no_grad():
         t = gen(ident_n, x_in)
         alb = (base_albedo + t).clamp(0, 1)
         r = synthesis.renderer(verts, sh_shading(normals, alb, c.sh))
-    return RefineResult(alb[0], r.image[0], hist, time.perf_counter() - t0)
+    return RefineResult(alb[0], r.image[0], history_floats(hist), time.perf_counter() - t0)

@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 
 from facegcn.frontend import FaceObservation
 from facegcn.frontend.align import five_from_68
+from facegcn.frontend.dense import face_spec, observe_dense
 from facegcn.frontend.identity import IdentityEncoder, face_chip_transform
 from facegcn.render import PerspectiveCamera, Renderer, sample_texture, sh_irradiance
 
@@ -296,7 +297,11 @@ def scene_observation(scene: SyntheticScene, encoder: IdentityEncoder | None = N
         ident = encoder.embed_aligned(scene.image[None], chip_tf)[0].float().cpu()
     p5 = five_from_68(lm)
     box = np.concatenate([lm.min(0), lm.max(0)])
+    pixels = np.round(scene.image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    dense = observe_dense(pixels, face_spec(box, p5[:2]))  # the photo is the aligned frame here
     return FaceObservation(
+        dense=dense.points, dense_photo=dense.points, dense_score=dense.score, iris=dense.iris, iris_photo=dense.iris,
+        head_pose=dense.pose_deg,
         image=scene.image, transform=eye, transform_inv=eye.copy(), landmarks=lm, landmarks_photo=lm.copy(),
         points5=p5, points5_photo=p5.copy(), box=box, score=1.0, detector_score=1.0, detector="synthetic",
         labels=scene.labels, skin_weight=scene.skin_weight, face_mask=scene.labels > 0, identity=ident,
