@@ -78,7 +78,9 @@ def test_two_processes_average_to_the_joint_batch_gradients(cache4_identity, str
         for k, v in joint_losses.items():
             if k.endswith(("total", "landmark", "photo", "pixel", "vertex", "identity", "critic_loss")):
                 avg = (meta0["losses"][k] + meta1["losses"][k]) / 2
-                assert abs(avg - v) <= (1e-9 if name == "f64" else 1e-5) * max(1.0, abs(v)), (name, k, avg, v)
+                # f64 proves the identity; f32 only bounds rounding (the critic loss is a difference of
+                # larger terms, and the fused graph products sum in another order: ~4e-5 seen)
+                assert abs(avg - v) <= (1e-9 if name == "f64" else 1e-4) * max(1.0, abs(v)), (name, k, avg, v)
     print("max |grad(2 procs) - grad(joint)|, max |grad|:", report)
     # double precision: the same maths up to round-off
     for net, (d, g) in report["f64"].items():

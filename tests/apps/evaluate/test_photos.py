@@ -10,7 +10,7 @@ import pytest
 import typer
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from facegcn.errors import ConfigError, InputError
+from facegcn.errors import ConfigError, InputError, PartialFailure
 from tests.apps.evaluate.conftest import tiny_config
 
 
@@ -147,7 +147,8 @@ def test_missing_refined_result_leaves_blank_columns(astronaut_reconstruction):
 @pytest.mark.slow
 def test_evaluate_folder_cli(photo_folder, tmp_path, capsys):
     out = tmp_path / "report"
-    _invoke(["evaluate", str(photo_folder), "-o", str(out), "--fast", "-q"])
+    with pytest.raises(PartialFailure, match="2 of 5 photo"):  # skipped photos: exit 7, as batch
+        _invoke(["evaluate", str(photo_folder), "-o", str(out), "--fast", "-q"])
     text = capsys.readouterr().out
     assert "evaluated 3 photo(s), skipped 2" in text
     rows = list(csv.DictReader((out / "metrics.csv").open()))
