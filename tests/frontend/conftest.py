@@ -46,3 +46,14 @@ def dlib_models():
         "sp68": dlib.shape_predictor(str(dlib_model_path(SHAPE_68))),
         "rec": dlib.face_recognition_model_v1(str(dlib_model_path(RESNET))),
     }
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (the timings and the numba/torch mix of the dense tests)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

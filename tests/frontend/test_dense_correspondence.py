@@ -28,12 +28,7 @@ from facegcn.morphable.dense import dense_correspondence  # noqa: E402
 HELD_OUT = 1_000_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,7 @@ except ModelFileError as exc:  # pragma: no cover - depends on the environment
     pytest.skip(f"MediaPipe model files not installed: {exc}", allow_module_level=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
