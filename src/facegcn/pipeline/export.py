@@ -17,7 +17,7 @@ from facegcn.config import Config, OutputOptions
 from facegcn.errors import ModelFileError
 from facegcn.io.atomic import atomic_folder, atomic_write_text
 from facegcn.io.jsonfile import strict_json
-from facegcn.io.mesh import write_glb, write_obj, write_ply
+from facegcn.io.mesh import texture_pngs, write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
 from facegcn.morphable.dense import load_dense_correspondence
 from facegcn.morphable.closure import MOUTH_COLOUR, mouth_backing, mouth_loop
@@ -142,14 +142,15 @@ def write_meshes(rec: "Reconstruction", outdir: Path, output: OutputOptions) -> 
     (one primitive per material), as ``output.formats`` asks. Returns ``{format: path}``."""
     fm = set(output.formats)
     mesh = export_mesh(rec, output)
+    pngs = texture_pngs(mesh) if fm & {"obj", "glb"} else {}  # encoded once for both files
     files: dict[str, str] = {}
     if "obj" in fm:
-        files["obj"] = str(write_obj(outdir / "mesh.obj", mesh))
+        files["obj"] = str(write_obj(outdir / "mesh.obj", mesh, textures_png=pngs))
     if "ply" in fm:
         files["ply"] = str(write_ply(outdir / "mesh.ply", mesh.vertices, mesh.faces, vertex_colors=mesh.vertex_colors,
                                      normals=mesh.normals))
     if "glb" in fm:
-        files["glb"] = str(write_glb(outdir / "mesh.glb", mesh))
+        files["glb"] = str(write_glb(outdir / "mesh.glb", mesh, textures_png=pngs))
     return files
 
 

@@ -20,6 +20,7 @@ from facegcn.config import RefineOptions
 from facegcn.coarse.fit import loop_identity_net
 from facegcn.frontend.identity import IdentityEncoder, embed_aligned
 from facegcn.graph import TextureGenerator, build_hierarchy
+from facegcn.refine.lanes import BranchLanes
 from facegcn.refine.losses import RefineWeights, refine_objective
 from facegcn.render import sample_image, sh_irradiance, sh_shading
 
@@ -114,25 +115,33 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     # rasterised once (interpolation = one sparse pixel × vertex product per step)
     irradiance = sh_irradiance(normals, c.sh.detach())  # sh_shading(n, alb, sh) == irradiance * alb
     view = synthesis.renderer.fixed(verts)
-    for it in bar:
-        optim.zero_grad()
-        t = gen(ident_n, x_in)
-        alb = base_albedo + t
-        r = view(irradiance * alb)
-        feat = None
-        if embed_fn is not None and it % max(opt_cfg.identity_every, 1) == 0:
-            feat = embed_fn(r.image * r.mask + image * (1 - r.mask))
-        epoch = 1.0 + 4.0 * it / max(steps - 1, 1)  # the paper's per-epoch schedule over one fit
-        lt = refine_objective(
-            w, colors=alb, reference=base_albedo, render=r.image, photo=image, render_mask=r.mask,
-            face_mask=face_mask, epoch=epoch, feat_render=feat, feat_photo=ident if feat is not None else None,
-            mirror=mirror, skin_weight=model.skin_weight,
-        )
-        lt.total.backward()
-        optim.clip_grad_norm_(5.0)
-        optim.step()
-        if it % 10 == 0 or it == steps - 1:
-            hist.append({"step": it, **lt.detached()})
+    # decoder ∥ refiner on two threads (CPU; facegcn.refine.lanes); the plain generator elsewhere
+    lanes = BranchLanes(gen) if opt_cfg.parallel and dev.type == "cpu" else None
+    try:
+        for it in bar:
+            optim.zero_grad()
+            t = lanes.forward(ident_n, x_in) if lanes is not None else gen(ident_n, x_in)
+            alb = base_albedo + t
+            r = view(irradiance * alb)
+            feat = None
+            if embed_fn is not None and it % max(opt_cfg.identity_every, 1) == 0:
+                feat = embed_fn(r.image * r.mask + image * (1 - r.mask))
+            epoch = 1.0 + 4.0 * it / max(steps - 1, 1)  # the paper's per-epoch schedule over one fit
+            lt = refine_objective(
+                w, colors=alb, reference=base_albedo, render=r.image, photo=image, render_mask=r.mask,
+                face_mask=face_mask, epoch=epoch, feat_render=feat, feat_photo=ident if feat is not None else None,
+                mirror=mirror, skin_weight=model.skin_weight,
+            )
+            lt.total.backward()
+            if lanes is not None:
+                lanes.backward()
+            optim.clip_grad_norm_(5.0)
+            optim.step()
+            if it % 10 == 0 or it == steps - 1:
+                hist.append({"step": it, **lt.detached()})
+    finally:
+        if lanes is not None:
+            lanes.close()
     with torch.no_grad():
         t = gen(ident_n, x_in)
         alb = (base_albedo + t).clamp(0, 1)

@@ -34,6 +34,7 @@ from scipy.ndimage import gaussian_filter, minimum_filter
 from facegcn.errors import ConfigError
 from facegcn.render import sh_irradiance
 from facegcn.refine.skin import skin_filled_albedo
+from facegcn.render._sample_kernels import gather
 from facegcn.render.bake import _sample_bilinear, fill_gutter, rasterize_uv
 
 __all__ = ["UVTexture", "TEXTURE_MODES", "compose_texture", "laplacian_blend", "exposure_gain"]
@@ -64,14 +65,6 @@ class UVTexture:
     mode: str
     vertex_albedo: np.ndarray
     exposure: np.ndarray = field(default_factory=lambda: np.ones(3))
-
-
-def _gather(attr: np.ndarray, corners: np.ndarray, bary: np.ndarray) -> np.ndarray:
-    """``Σ_k bary_k attr[corners_k]``: ``attr (V, C)``, ``corners (N, 3)``, ``bary (N, 3)`` → ``(N, C)``."""
-    out = attr[corners[:, 0]] * bary[:, 0:1]
-    out += attr[corners[:, 1]] * bary[:, 1:2]
-    out += attr[corners[:, 2]] * bary[:, 2:3]
-    return out
 
 
 def _skin_colour_weight(observation, max_log_lum: float = 0.6, max_chroma: float = 0.12) -> np.ndarray:
@@ -148,7 +141,7 @@ def laplacian_blend(top: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor, 
 def _bake(colors: np.ndarray, corners, bary, covered: np.ndarray, size: int) -> np.ndarray:
     """Per-vertex ``colors (V, 3)`` over the covered texels, gutter-filled: ``(S, S, 3)`` float32."""
     tex = np.zeros((size, size, 3), np.float32)
-    tex[covered] = _gather(colors, corners, bary)
+    tex[covered] = gather(colors, corners, bary)
     return fill_gutter(tex, covered, 8, "mean")
 
 
@@ -192,7 +185,7 @@ def _exposure_gain(irr: np.ndarray, weight: np.ndarray) -> np.ndarray:
 def _observe(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float):
     """De-lit photo colour ``(N, 3)``, weight ``(N,)`` and irradiance ``(N, 3)`` at the surface
     points of ``corners``; ``block`` is the ``(V, 9)`` concatenation of the vertex terms."""
-    a = _gather(block, corners, bary)  # one gather for every term: (N, 9)
+    a = gather(block, corners, bary)  # one gather for every term: (N, 9)
     col, inside = _sample_bilinear(photo, a[:, 0:2])
     m, _ = _sample_bilinear(region, a[:, 2:4])
     irr = np.maximum(a[:, 6:9], 0.05)

@@ -270,6 +270,14 @@ def bake_vertex_colors(
 
 
 def _sample_bilinear(img: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sample_bilinear_reference` by a numba kernel (:mod:`facegcn.render._sample_kernels`;
+    ~10x faster on the ~10^6 texels of a 1024² texture); values as float64."""
+    from facegcn.render._sample_kernels import bilinear
+
+    return bilinear(img, p)
+
+
+def sample_bilinear_reference(img: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bilinear lookup of ``img (H, W, C)`` at ``p (N, 2) = (x, y)`` with pixel centres at integer
     coordinates (:func:`facegcn.render.sample_image`'s convention), clamped to the border; also
     returns whether each point lies inside the image (``-1/2 <= x < W - 1/2``, same for ``y``)."""
