@@ -68,11 +68,14 @@ class CoarseOptions:
     identity_every: int = 4  # evaluate the identity term every k-th step of the identity stage
     contour_weight: float = 0.3
     # MediaPipe's 468 points on the model's surface (facegcn.coarse.dense; 0 = off), squared pixels
-    # like the 68-point term, weighted by reliability × visibility × the landmark score. Off by
-    # default: on 6 synthetic scenes (seed 100) 0.016 / 0.16 / 1.6 gave 3.74 / 4.94 / 5.26 mm and
-    # NME 0.039 / 0.065 / 0.074 against 3.05 mm / 0.013 without it (the scenes have no eyeballs,
-    # which MediaPipe's net expects); not validated on real profiles here (no AFLW2000-3D images)
-    dense_weight: float = 0.0
+    # like the 68-point term, weighted by reliability × visibility × the landmark score × a ramp in
+    # the front-end's |yaw| (dense_yaw: 0 below the first angle, 1 above the second). dlib's 68
+    # points hold on frontal faces and fail on turned ones, MediaPipe's mesh holds on both but sits
+    # ~2 px off the model's landmark vertices. Measured on AFLW2000-3D images (16 with .mat files,
+    # YadiraF/PRNet's TestImages; NME % by |yaw| bin [0,30) [30,60) [60,90], mean): off 4.45 7.49
+    # 14.60 8.85; 0.16 everywhere 4.70 5.42 9.65 6.59; 1.6 everywhere 4.85 5.37 8.68 6.30.
+    dense_weight: float = 1.6
+    dense_yaw: tuple[float, float] = (15.0, 35.0)
     identity_weight: float = 0.2
     photo_weight: float = 1.92
     landmark_weight: float = 1.6e-3
@@ -145,6 +148,11 @@ class Config(JsonConfig):
         for name in ("steps_rigid", "steps_landmark", "steps_photo", "steps_identity"):
             if getattr(self.coarse, name) < 0:
                 raise ConfigError(f"coarse.{name} must be >= 0")
+        ramp = tuple(self.coarse.dense_yaw)
+        if len(ramp) != 2 or not 0 <= ramp[0] <= ramp[1] <= 90:
+            raise ConfigError("coarse.dense_yaw must be two angles 0 <= start <= full <= 90 (degrees)")
+        if self.coarse.dense_weight < 0:
+            raise ConfigError("coarse.dense_weight must be >= 0")
         if self.threads < 0:
             raise ConfigError("threads must be >= 0 (0 = torch's default)")
         if self.refine.steps < 0:

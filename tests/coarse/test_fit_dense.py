@@ -1,15 +1,17 @@
-"""The fitter's dense-landmark term: off by default, and when on it pulls the pose towards the
-dense targets (targets made from a known pose; the 68-point term is given the wrong pose)."""
+"""The fitter's dense-landmark term: gated by the front-end's yaw (off on frontal faces), and
+when on it pulls the pose towards the dense targets (targets made from a known pose; the 68-point
+term is given the wrong pose)."""
 
+import pytest
 import torch
 
-from facegcn.coarse.dense import DenseLandmarkTerm
+from facegcn.coarse.dense import DenseLandmarkTerm, yaw_ramp
 from facegcn.coarse.fit import CoarseFitter, FitConfig
 from facegcn.config import CoarseOptions
 
 
 def test_dense_term_is_used_and_pulls_the_yaw(ict, syn):
-    assert CoarseOptions().dense_weight == 0.0
+    assert CoarseOptions().dense_weight > 0 and CoarseOptions().dense_yaw[0] > 0  # on, but not for frontal faces
     L = ict.layout
     truth = L.zeros(1)
     truth = type(truth)(**{**truth.__dict__, "angles": torch.tensor([[0.0, 0.35, 0.0]])})
@@ -30,3 +32,12 @@ def test_dense_term_is_used_and_pulls_the_yaw(ict, syn):
             assert any("dense" in h for h in r.history)
     assert abs(yaws[0.0]) < 0.08  # the 68 alone: frontal
     assert yaws[1.0] > 0.15  # the dense term pulls towards 0.35 rad
+
+
+def test_yaw_ramp():
+    r = (15.0, 35.0)
+    assert yaw_ramp(0.0, r) == 0.0 and yaw_ramp(-15.0, r) == 0.0
+    assert yaw_ramp(25.0, r) == pytest.approx(0.5) and yaw_ramp(-25.0, r) == pytest.approx(0.5)
+    assert yaw_ramp(35.0, r) == 1.0 and yaw_ramp(-80.0, r) == 1.0
+    assert yaw_ramp(None, r) == 0.0 and yaw_ramp(float("nan"), r) == 0.0  # unknown turn: the 68 only
+    assert yaw_ramp(None, (0.0, 0.0)) == 1.0 and yaw_ramp(3.0, (0.0, 0.0)) == 1.0  # a ramp from 0: always on

@@ -29,6 +29,8 @@ held-out renders of the ICT head MediaPipe's z was 0.86-1.0 × the true depth in
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -183,3 +185,21 @@ class DenseLandmarkTerm(nn.Module):
         z_px = (zc - mean_z) * (self.depth_scale * self.camera.fx / mean_z)
         zt = z_target - (z_target * wn).sum(1, keepdim=True)
         return dense_landmark_loss(z_px[..., None], zt[..., None], w, robust=self.robust, scale=self.scale)
+
+
+def yaw_ramp(yaw_deg: float | None, ramp: tuple[float, float]) -> float:
+    """The dense term's share for a face turned by ``yaw_deg`` (the front-end's estimate): 0 up to
+    ``|yaw| = ramp[0]``, 1 from ``ramp[1]`` on, linear between (smoothstep-free: the measured
+    gains grow with the turn); 1 when the yaw is unknown and the ramp starts at 0, else 0.
+
+    Args:
+        yaw_deg: degrees, or None (no dense landmarks).
+        ramp: ``(start, full)`` degrees, ``0 <= start <= full``.
+    """
+    lo, hi = float(ramp[0]), float(ramp[1])
+    if yaw_deg is None or not math.isfinite(yaw_deg):
+        return 1.0 if lo <= 0.0 else 0.0
+    a = abs(float(yaw_deg))
+    if hi <= lo:
+        return 1.0 if a >= lo else 0.0
+    return min(max((a - lo) / (hi - lo), 0.0), 1.0)

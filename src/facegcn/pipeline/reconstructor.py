@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facegcn.coarse.dense import yaw_ramp
 from facegcn.coarse.fit import CoarseFitter, CoarseResult, FitConfig
 from facegcn.coarse.regressor import CoefficientRegressor
 from facegcn.coarse.synthesis import FaceSynthesis
@@ -150,7 +151,8 @@ class Reconstructor:
         dense = dw = None
         if obs.dense is not None:
             dense = torch.as_tensor(obs.dense, dtype=torch.float32, device=dev)[None]
-            dw = torch.full((1, 1), float(obs.dense_score if obs.dense_score is not None else 1.0), device=dev)
+            score = float(obs.dense_score if obs.dense_score is not None else 1.0)
+            dw = torch.full((1, 1), score * yaw_ramp(obs.yaw_deg, self.cfg.coarse.dense_yaw), device=dev)
         return fitter.fit(img, lm, fm, identity=ident, chip_transform=obs.chip_transform, init=init,
                           dense=dense, dense_weight=dw)
 
