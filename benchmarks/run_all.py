@@ -55,55 +55,16 @@ DEFAULT_SECTIONS = ("compare", "rasterizer", "chebconv")  # `make bench`; --all 
 
 # ------------------------------------------------------------------------------ machine
 def machine_info() -> dict:
-    info: dict = {"platform": platform.platform(), "python": platform.python_version()}
-    cpu = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info["cpu"] = cpu or platform.processor() or "unknown"
-    info["cores"] = os.cpu_count()
-    try:
-        info["cores_usable"] = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        info["cores_usable"] = os.cpu_count()
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                info["memory_gb"] = round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    try:
-        info["load_avg"] = [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        pass
-    import torch
+    """The machine, versions and commit (:func:`facegcn.evaluate.machine.machine_info`)."""
+    from facegcn.evaluate.machine import machine_info as info
 
-    info["torch"] = torch.__version__
-    info["torch_threads"] = torch.get_num_threads()
-    info["cuda"] = bool(torch.cuda.is_available())
-    if info["cuda"]:
-        info["gpu"] = torch.cuda.get_device_name(0)
-    try:
-        import numba
-
-        info["numba"] = numba.__version__
-        info["numba_threads"] = numba.get_num_threads()
-    except ImportError:  # pragma: no cover
-        pass
-    return info
+    return info()
 
 
 def machine_line(m: dict) -> str:
-    s = (f"CPU: {m['cpu']}, {m['cores']} cores ({m.get('cores_usable')} usable), {m.get('memory_gb', '?')} GB RAM; "
-         f"torch {m['torch']} ({m['torch_threads']} threads), numba {m.get('numba', '?')}; python {m['python']}")
-    if m.get("load_avg"):
-        s += f"; load average at start {m['load_avg'][0]}"
-    s += f"; GPU: {m['gpu']}" if m.get("cuda") else "; GPU: none (CUDA not available)"
-    return s
+    from facegcn.evaluate.machine import machine_line as line
+
+    return line(m)
 
 
 # ------------------------------------------------------------------------------ children

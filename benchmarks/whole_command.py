@@ -49,46 +49,18 @@ def git(*args: str) -> str:
 
 
 def commit_line() -> str:
-    """``<sha> (<subject>)``, plus a note when the working tree has uncommitted changes."""
-    try:
-        sha = git("rev-parse", "--short=10", "HEAD")
-        subject = git("log", "-1", "--format=%s")[:60]
-        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return f"{sha} ({subject}){' + uncommitted changes' if dirty else ''}"
+    """This checkout's commit (:func:`facegcn.evaluate.machine.commit_line`)."""
+    from facegcn.evaluate.machine import commit_line as line
+
+    return line(REPO)
 
 
 def machine_line() -> str:
-    """CPU model, cores, load, thread settings, torch / numba versions, git commit."""
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import platform
+    """CPU model, cores, load, thread settings, torch / numba versions, GPU, git commit (facegcn runs
+    with ``--threads 1`` in this benchmark)."""
+    from facegcn.evaluate.machine import machine_line as line
 
-    import torch
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        usable = os.cpu_count()
-    try:
-        import numba
-
-        nb = f"numba {numba.__version__} ({numba.config.NUMBA_NUM_THREADS} threads)"
-    except ImportError:  # pragma: no cover
-        nb = "numba absent"
-    env = ", ".join(f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                   "NUMBA_NUM_THREADS") if k in os.environ) or "no thread variables set"
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"CPU: {cpu}, {os.cpu_count()} cores ({usable} usable), load average {load}; python "
-            f"{platform.python_version()}, torch {torch.__version__} (default {torch.get_num_threads()} intra-op "
-            f"threads; facegcn runs with --threads 1), {nb}; {env}; commit {commit_line()}")
+    return line()
 
 
 class Baseline:

@@ -91,7 +91,7 @@ def _aflw(folder: Path, out: Path, cfg, source: str, limit: int) -> None:
         predict = frontend_predictor(cfg.frontend.detector)
     res = evaluate_aflw(folder, predict, limit=limit or None)
     files = write_aflw_report(res, out)
-    typer.echo(res.table().rstrip())
+    typer.echo(files["table"].read_text().rstrip())  # the table and the machine line
     typer.echo(f"AFLW2000-3D: {len(res.rows)} image(s) → {files['table']}")
 
 

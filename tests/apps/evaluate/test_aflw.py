@@ -92,7 +92,7 @@ def test_evaluation_arithmetic(folder):
     table = res.table()
     assert "[30, 60)" in table and f"{100 * np.mean(by_hand):.2f}" in table and "mean of bins" in table
     files = write_aflw_report(res, folder / "out")
-    assert files["table"].read_text() == table
+    assert files["table"].read_text().startswith(table) and "CPU: " in files["table"].read_text()  # + the machine line
     assert files["csv"].read_text().count("\n") == 7
     assert '"misses": 1' in files["json"].read_text()
 

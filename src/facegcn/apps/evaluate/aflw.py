@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facegcn.evaluate.machine import machine_info, machine_line
 from facegcn.errors import InputError, NoFaceError
 from facegcn.io.atomic import atomic_write_text
 from facegcn.io.jsonfile import strict_json
@@ -229,7 +230,8 @@ def fit_predictor(reconstructor) -> Callable:
 
 
 def write_aflw_report(result: AflwResult, out_dir: str | Path) -> dict[str, Path]:
-    """``aflw2000.txt`` (the table), ``aflw2000.csv`` (rows) and ``aflw2000.json`` in ``out_dir``."""
+    """``aflw2000.txt`` (the table and the machine line), ``aflw2000.csv`` (rows) and
+    ``aflw2000.json`` (summary, rows, :func:`~facegcn.evaluate.machine.machine_info`) in ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cols = ("image", "yaw_deg", "bin", "nme", "missed", "seconds")
@@ -237,6 +239,8 @@ def write_aflw_report(result: AflwResult, out_dir: str | Path) -> dict[str, Path
     w = csv.writer(buf, lineterminator="\n")  # bins such as "[0, 30)" hold commas: quoted
     w.writerow(cols)
     w.writerows([[r[c] for c in cols] for r in result.rows])
-    return {"table": atomic_write_text(out / "aflw2000.txt", result.table()),
+    machine = machine_info()
+    doc = {**result.as_dict(), "machine": machine}
+    return {"table": atomic_write_text(out / "aflw2000.txt", result.table() + machine_line(machine) + "\n"),
             "csv": atomic_write_text(out / "aflw2000.csv", buf.getvalue()),
-            "json": atomic_write_text(out / "aflw2000.json", strict_json(result.as_dict()))}
+            "json": atomic_write_text(out / "aflw2000.json", strict_json(doc))}
