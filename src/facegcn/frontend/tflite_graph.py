@@ -7,7 +7,8 @@ operators run in torch, in order. Rank-4 activations are kept NCHW inside (TFLit
 the module takes images as (B, C, H, W) and returns every output in TFLite's own layout with the
 batch first (a rank-4 output comes back NHWC, as the interpreter gives it). Activations and conv
 weights are stored channels-last in memory (NHWC strides behind the NCHW shape): measured ~20 %
-less CPU time than plain NCHW for these small MobileNet-style graphs.
+less CPU time than plain NCHW for these small MobileNet-style graphs. The parsed graph is cached
+on disk (:mod:`facegcn.frontend.tflite_cache`): a later process skips the parse (0.1-0.3 s a graph).
 
 Semantics follow TFLite's reference kernels: 'SAME' padding puts the odd extra row/column at the
 bottom/right, pooling ignores padded cells (max: −inf, average: excluded from the count), fused
@@ -126,15 +127,17 @@ class TFLiteGraph(nn.Module):
 
     Args:
         path: the ``.tflite`` file.
+        cache: read the parsed graph from, and write it to, ``cache_dir("tflite")`` (keyed by the
+            file's SHA-256; see :mod:`facegcn.frontend.tflite_cache`): a hit skips the parse.
 
     Attributes:
         input_shapes / output_shapes: TFLite shapes (batch 1, NHWC for rank 4) of the graph's
             inputs and outputs; ``forward`` takes rank-4 inputs as NCHW with any batch size.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, cache: bool = True):
         super().__init__()
-        import tflite
+        from facegcn.frontend import tflite_cache
 
         path = Path(path)
         try:
@@ -144,6 +147,10 @@ class TFLiteGraph(nn.Module):
         if len(buf) < 8 or buf[4:8] != b"TFL3":
             raise ModelFileError(f"not a TFLite flatbuffer: {path}")
         self.name = path.name
+        if cache and tflite_cache.load(self, buf):
+            return
+        import tflite
+
         try:
             model = tflite.Model.GetRootAsModel(buf, 0)
             graph = model.Subgraphs(0)
@@ -152,13 +159,15 @@ class TFLiteGraph(nn.Module):
             raise
         except Exception as exc:  # noqa: BLE001  (a truncated/garbled flatbuffer)
             raise ModelFileError(f"cannot parse TFLite model {path}: {type(exc).__name__}: {exc}") from None
+        if cache:
+            tflite_cache.save(self, buf)
 
     # -------------------------------------------------------------------------------- loading --
     def _parse(self, buf: bytes, model, graph) -> None:
         self._buf, self._model, self._graph = buf, model, graph
         self._consts: dict[int, np.ndarray] = {}
         self.weights = nn.ParameterDict()
-        self.shapes = {i: list(graph.Tensors(i).ShapeAsNumpy()) if graph.Tensors(i).ShapeLength() else []
+        self.shapes = {i: [int(d) for d in graph.Tensors(i).ShapeAsNumpy()] if graph.Tensors(i).ShapeLength() else []
                        for i in range(graph.TensorsLength())}
         self.input_ids = [int(i) for i in graph.InputsAsNumpy()]
         self.output_ids = [int(i) for i in graph.OutputsAsNumpy()]

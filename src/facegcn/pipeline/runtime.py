@@ -93,8 +93,9 @@ def warm_up(photo=None) -> dict[str, float]:
     numba kernel with the argument types the pipeline uses (``cache=True``: numba keeps them in the
     ``__pycache__`` folders beside the kernels' sources, or under ``NUMBA_CACHE_DIR`` when set, and
     every later process loads them from there), and builds what the pipeline caches under
-    ``FACEGCN_CACHE`` (mesh hierarchy, converted identity weights, dlib detector copy). Without it
-    the first reconstruction of a fresh install spends 7-14 s compiling on a 2-core CPU.
+    ``FACEGCN_CACHE`` (mesh hierarchy, converted identity weights, dlib detector copy, parsed
+    MediaPipe TFLite graphs). Without it the first reconstruction of a fresh install spends
+    7-14 s compiling on a 2-core CPU.
 
     Returns:
         seconds spent, ``{"models_s", "run_s", "total_s"}``.
