@@ -99,6 +99,7 @@ def run(photos: list[Path], out: Path, cfg: Config) -> list[Path]:
     from facegcn.io.atomic import check_writable_folder
     from facegcn.io.image import load_image
     from facegcn.pipeline import Reconstructor
+    from facegcn.pipeline.runtime import freeze_heap
 
     out = Path(out)
     photos = _unique([Path(p) for p in photos])
@@ -124,6 +125,7 @@ def run(photos: list[Path], out: Path, cfg: Config) -> list[Path]:
     written: list[Path] = []
     if todo:
         rec = Reconstructor(cfg)
+        freeze_heap()  # modules and models are loaded: out of the collector's reach
         for photo, name in todo:
             try:
                 for r in rec(photo):

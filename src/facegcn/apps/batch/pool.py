@@ -85,6 +85,9 @@ def _worker_init(config_json: str, threads: int) -> None:
     try:
         limit_threads(threads)
         get_reconstructor(config_json, threads)
+        from facegcn.pipeline.runtime import freeze_heap
+
+        freeze_heap()  # a worker process: its models live as long as it does
     except BaseException as exc:  # reported per item by _worker_run (the pool must not break)
         _INIT_ERROR[config_json] = exc
 
