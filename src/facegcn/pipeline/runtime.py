@@ -95,6 +95,9 @@ def _load_kernels() -> None:
         out = np.empty_like(v[None].numpy())
         nk.normal_sums(v[None].numpy(), f.numpy(), out)
         nk.normal_sums_backward(v[None].numpy(), f.numpy(), out, out.copy())
+        from facegcn.frontend import ert
+
+        ert.warm_up()  # the 68-point shape predictor's kernel
     except Exception:  # noqa: BLE001 - best effort: the kernels load on first use anyway
         pass
 
