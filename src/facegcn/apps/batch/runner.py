@@ -138,6 +138,12 @@ def run_batch(
         if interrupted:
             for i, it in enumerate(items):
                 if i not in rows:
+                    # finished on disk (its done-marker is written) but not yet reported when the
+                    # interrupt came: ok, as --resume will see it; else not finished
+                    done = is_done(it, out, digest) if it.error is None else None
+                    if done is not None:
+                        rows[i] = {**done, "input": it.source, "output": str(out / it.name)}
+                        continue
                     rows[i] = interrupted_row(it, out)
                     remove_temp_folders(out, it.name)  # a face set a stopped worker was writing
         if rows:
