@@ -57,6 +57,10 @@ def test_device_and_formats_are_checked_with_clear_messages():
     c.output.formats = ("stl", "obj")
     with pytest.raises(ConfigError, match="unknown output format.*'stl'"):
         c.validate()
+    c.output.formats = ("obj",)
+    c.output.photo_filter = "lanczos"
+    with pytest.raises(ConfigError, match="unknown photo filter 'lanczos'"):
+        c.validate()
 
 
 def test_config_file_gives_defaults_typed_options_override(tmp_path):

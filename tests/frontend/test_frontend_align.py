@@ -51,7 +51,7 @@ def test_results_map_back_onto_the_photo(obs_dlib, astronaut):
     assert diff.mean() < 0.03
     lab = warp_to_photo(obs_dlib.labels.float(), obs_dlib.alignment, astronaut.shape[:2], mode="nearest")
     assert lab.shape == (512, 512)
-    assert set(np.unique(lab.numpy()).astype(int)) <= set(range(6))
+    assert set(np.unique(lab.numpy()).astype(int)) <= set(range(7))  # LABELS ids
     eye = obs_dlib.landmarks_photo[36:42].mean(0).round().astype(int)
     assert lab[eye[1], eye[0]] == 3  # an eye label lands on the eye in the photo
 

@@ -11,6 +11,9 @@ from facegcn.frontend import FrontendConfig, observe
 from facegcn.frontend.mask import (
     BROWS,
     EYES,
+    FACE_LABELS,
+    FACIAL_HAIR,
+    LandmarkSkinSegmenter,
     MOUTH,
     NOSE,
     PALETTE,
@@ -51,7 +54,8 @@ def test_astronaut_regions_are_plausible(obs_dlib):
         assert (xs < c[NOSE][0]).sum() > 20 and (xs > c[NOSE][0]).sum() > 20
     # the image corners (hair / background / suit) are not face
     assert not obs_dlib.face_mask[:20, :20].any() and not obs_dlib.face_mask[:20, -20:].any()
-    assert torch.equal(obs_dlib.face_mask, obs_dlib.labels > 0)
+    assert torch.equal(obs_dlib.face_mask, torch.from_numpy(np.isin(lab, FACE_LABELS)))
+    assert (lab == FACIAL_HAIR).mean() < 0.005  # no beard here: at most a few shadowed pixels
     w = obs_dlib.skin_weight
     assert w.min() >= 0 and w.max() <= 1
     assert w[obs_dlib.labels == SKIN].mean() > 0.7 and w[obs_dlib.labels == 0].mean() < 0.3
@@ -111,12 +115,37 @@ def test_save_label_png(tmp_path, obs_dlib):
     arr = np.asarray(Image.open(p))
     lab = obs_dlib.labels.numpy()
     assert arr.shape == (224, 224, 3)
-    for k in range(6):
+    for k in range(7):
         if (lab == k).any():
             assert (arr[lab == k] == PALETTE[k]).all()
     q = save_label_png(tmp_path / "overlay.png", lab, obs_dlib.image)
     ov = np.asarray(Image.open(q))
     assert ov.shape == (224, 224, 3) and (ov[lab == 0] == (obs_dlib.image.permute(1, 2, 0).numpy()[lab == 0] * 255).round().astype(np.uint8)).all()
+
+
+def test_a_painted_beard_is_facial_hair_and_nothing_else_is(obs_dlib):
+    from facegcn.frontend.mask import polygon_mask
+
+    img = (obs_dlib.image.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    lm = np.asarray(obs_dlib.landmarks, np.float64)
+    shape = img.shape[:2]
+    rng = np.random.default_rng(0)
+    # a beard: the chin below the lower lip down to the jaw (landmarks 5..11 and 54..48)
+    chin = polygon_mask(np.concatenate([lm[5:12], lm[[54, 55, 56, 57, 58, 59, 48]]]), shape)
+    # dark patches where no beard grows: the forehead (above the nose base) and the neck (outside the outline)
+    fore = polygon_mask(np.array([lm[19] + (0, -12), lm[24] + (0, -12), lm[24] + (0, -4), lm[19] + (0, -4)]), shape)
+    neck = polygon_mask(np.array([lm[6] + (0, 12), lm[10] + (0, 12), lm[10] + (0, 30), lm[6] + (0, 30)]), shape)
+    painted = img.copy()
+    for m in (chin, fore, neck):
+        painted[m] = np.clip(rng.normal((45, 35, 30), 8, (m.sum(), 3)), 0, 255).astype(np.uint8)
+    lab = LandmarkSkinSegmenter().segment(painted, lm).labels
+    beard = lab == FACIAL_HAIR
+    assert beard[chin].mean() > 0.7
+    assert not beard[fore].any() and not beard[neck].any()
+    assert (lab[chin] == SKIN).mean() < 0.05
+    # off: the same pixels stay unlabelled (background)
+    off = LandmarkSkinSegmenter(facial_hair=False).segment(painted, lm).labels
+    assert not (off == FACIAL_HAIR).any() and (off[chin] == 0).mean() > 0.7
 
 
 class _EllipseSegmenter(FaceSegmenter):

@@ -27,7 +27,7 @@ from facegcn.frontend.detect import (
 from facegcn.frontend.dense import DenseFace, face_spec, observe_dense, points5_from_dense
 from facegcn.frontend.geometry import compose_affine
 from facegcn.frontend.identity import IdentityEncoder, chip_from_photo, face_chip_transform
-from facegcn.frontend.mask import FaceSegmenter, LandmarkSkinSegmenter
+from facegcn.frontend.mask import FACE_LABELS, FaceSegmenter, LandmarkSkinSegmenter
 from facegcn.io.image import Photo, load_image
 
 
@@ -55,7 +55,8 @@ class FaceObservation:
 
     Tensors (torch): ``image`` (3,224,224) float32 in [0,1] — the aligned crop (black outside the
     photo); ``labels`` (224,224) int64 region ids (0 background, 1 skin, 2 brows, 3 eyes, 4 nose,
-    5 mouth); ``skin_weight`` (224,224) float32 in [0,1]; ``face_mask`` (224,224) bool = labels>0;
+    5 mouth, 6 facial hair); ``skin_weight`` (224,224) float32 in [0,1]; ``face_mask`` (224,224)
+    bool = the labels of :data:`~facegcn.frontend.mask.FACE_LABELS` (facial hair is not skin);
     ``identity`` (128,) float32 dlib descriptor of the photo (computed the dlib way: 5-point shape
     predictor, 150² chip with padding 0.25, ResNet).
 
@@ -178,7 +179,7 @@ def _observe_one(photo: Photo, cand: Candidate, cfg: FrontendConfig) -> FaceObse
         detector=cand.detector,
         labels=torch.from_numpy(labels),
         skin_weight=torch.from_numpy(skin_w),
-        face_mask=torch.from_numpy(labels > 0),
+        face_mask=torch.from_numpy(np.isin(labels, FACE_LABELS)),
         identity=identity,
         chip_transform=chip_tf,
         photo_size=photo.size,

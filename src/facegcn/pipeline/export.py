@@ -73,9 +73,11 @@ def bake_texture(rec: "Reconstruction", albedo: np.ndarray, output: OutputOption
     if not m.has_uv or not fm & {"obj", "glb"}:
         return None
     tex = rec.texture
-    if tex is None or tex.image.shape[0] != output.texture_size or tex.mode != output.texture:
+    if (tex is None or tex.image.shape[0] != output.texture_size or tex.mode != output.texture
+            or tex.photo_filter != output.photo_filter):
         tex = compose_texture(m, rec.synthesis, rec.observation, rec.coarse, rec.photo.pixels,
-                              torch.as_tensor(albedo), output.texture_size, output.texture)
+                              torch.as_tensor(albedo), output.texture_size, output.texture,
+                              photo_filter=output.photo_filter)
     return to_uint8(tex.image)
 
 
