@@ -86,7 +86,9 @@ class RefineOptions:
     enabled: bool = True
     steps: int = 120
     lr: float = 5e-3
-    identity_every: int = 4  # evaluate the identity term every k-th refinement step
+    # evaluate the identity term every k-th refinement step. 8 (before: 4): 15 fewer identity-net
+    # passes (~1 s); refined PSNR of 4 photos 30.64 vs 30.71 dB (per-photo spread ±0.7 dB)
+    identity_every: int = 8
     # CPU: the generator's decoder and refiner on two threads (facegcn.refine.lanes; same maths,
     # ~1.3x faster refinement on 2 idle cores, no slower on a busy one)
     parallel: bool = True
