@@ -13,6 +13,18 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _clamped(x, y, W, H):
+    """``(inside, x, y)``: whether ``(x, y)`` lies in the image (``-1/2 <= x < W - 1/2``, same for
+    ``y``), and the point with NaN -> 0, clamped to the pixel centres ``[0, W - 1] x [0, H - 1]``."""
+    inside = (x >= -0.5) and (x < W - 0.5) and (y >= -0.5) and (y < H - 0.5)
+    if x != x:
+        x = 0.0
+    if y != y:
+        y = 0.0
+    return inside, min(max(x, 0.0), W - 1.0), min(max(y, 0.0), H - 1.0)
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def bilinear_kernel(img, px, out, inside):
     """``out[n] = img`` bilinearly at ``px[n] = (x, y)`` (pixel centres at integers, clamped to
@@ -21,20 +33,11 @@ def bilinear_kernel(img, px, out, inside):
     Shapes: ``img (H, W, C)``, ``px (N, 2)``, ``out (N, C)`` float64, ``inside (N,)`` bool.
     """
     H, W, C = img.shape
-    xmax, ymax = W - 1.0, H - 1.0
     x0max, y0max = max(W - 2, 0), max(H - 2, 0)
     dx = 1 if W > 1 else 0
     dy = 1 if H > 1 else 0
     for n in range(px.shape[0]):
-        x = px[n, 0]
-        y = px[n, 1]
-        inside[n] = (x >= -0.5) and (x < W - 0.5) and (y >= -0.5) and (y < H - 0.5)
-        if x != x:
-            x = 0.0
-        if y != y:
-            y = 0.0
-        x = min(max(x, 0.0), xmax)
-        y = min(max(y, 0.0), ymax)
+        inside[n], x, y = _clamped(px[n, 0], px[n, 1], W, H)
         x0 = min(int(x), x0max)
         y0 = min(int(y), y0max)
         fx = x - x0
@@ -67,17 +70,8 @@ def bicubic_kernel(img, px, out, inside):
     Shapes: ``img (H, W, C)``, ``px (N, 2)``, ``out (N, C)`` float64, ``inside (N,)`` bool.
     """
     H, W, C = img.shape
-    xmax, ymax = W - 1.0, H - 1.0
     for n in range(px.shape[0]):
-        x = px[n, 0]
-        y = px[n, 1]
-        inside[n] = (x >= -0.5) and (x < W - 0.5) and (y >= -0.5) and (y < H - 0.5)
-        if x != x:
-            x = 0.0
-        if y != y:
-            y = 0.0
-        x = min(max(x, 0.0), xmax)
-        y = min(max(y, 0.0), ymax)
+        inside[n], x, y = _clamped(px[n, 0], px[n, 1], W, H)
         x0 = int(x)
         y0 = int(y)
         wx = _keys_weights(x - x0)
