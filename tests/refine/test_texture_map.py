@@ -106,3 +106,21 @@ def test_exposure_removes_the_light_scale(ict):
     ra, rb = out["dim"][1].image[seen].mean(0), out["bright"][1].image[seen].mean(0)
     expect = out["bright"][2] / out["dim"][2]
     assert np.abs(ra / rb / expect - 1).max() < 0.05  # unnormalised: ÷ the light
+
+
+def test_the_photo_is_divided_by_the_floored_irradiance():
+    from facegcn.refine.texture_map import _observe
+
+    # one triangle seen head-on (vis 1, cos 1) on a flat grey photo; per-vertex columns:
+    # photo xy, crop xy, vis, cos, irradiance rgb
+    photo = np.full((8, 8, 3), 0.5, np.float32)
+    region = np.ones((8, 8, 1), np.float32)
+    block = np.array([[2, 2, 2, 2, 1, 1, 0.9, 0.3, 0.1],
+                      [5, 2, 5, 2, 1, 1, 0.9, 0.3, 0.1],
+                      [2, 5, 2, 5, 1, 1, 0.9, 0.3, 0.1]], np.float32)
+    corners, bary = np.array([[0, 1, 2]]), np.array([[0.2, 0.3, 0.5]], np.float32)
+    floor = np.array([0.6, 0.6, 0.6])
+    c, w, irr = _observe(block, corners, bary, photo, region, 0.25, 0.6, "bicubic", floor)
+    np.testing.assert_allclose(irr[0], [0.9, 0.6, 0.6], rtol=1e-6)  # E below the floor is raised to it
+    np.testing.assert_allclose(c[0], 0.5 / np.array([0.9, 0.6, 0.6]), rtol=1e-6)
+    assert w[0] == pytest.approx(1.0)
