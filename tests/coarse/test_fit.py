@@ -46,3 +46,18 @@ def test_ict_expression_stays_in_unit_box(ict, syn):
     res = CoarseFitter(ict, FitConfig(steps_photo=0, steps_identity=0), synthesis=syn).fit(
         torch.zeros(1, 3, 224, 224), lm, torch.zeros(1, 1, 224, 224))
     assert float(res.coeffs.exp.min()) >= 0 and float(res.coeffs.exp.max()) <= 1
+
+
+def test_the_identity_stage_runs_when_asked(ict, syn):
+    # off by default (coarse.steps_identity = 0); opt-in it adds the identity term to the photometric fit
+    gt = random_face(ict, 5)
+    with torch.no_grad():
+        st = syn.state(gt)
+        r = syn.render(st, background=torch.tensor([0.3, 0.5, 0.4]))
+    target = torch.nn.functional.normalize(torch.randn(1, 128, generator=torch.Generator().manual_seed(0)), dim=-1)
+    cfg = FitConfig(steps_rigid=3, steps_landmark=3, steps_photo=2, steps_identity=3, identity_every=2)
+    res = CoarseFitter(ict, cfg, synthesis=syn).fit(r.image, st.landmarks, r.mask, identity=target)
+    stages = [h for h in res.history if h["stage"] == "identity"]
+    assert stages and "identity" in stages[0] and 0.0 < stages[0]["identity"] < 2 * cfg.weights.identity
+    assert "identity" in res.timings
+    assert FitConfig().steps_identity == 0
