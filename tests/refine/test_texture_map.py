@@ -124,3 +124,43 @@ def test_the_photo_is_divided_by_the_floored_irradiance():
     np.testing.assert_allclose(irr[0], [0.9, 0.6, 0.6], rtol=1e-6)  # E below the floor is raised to it
     np.testing.assert_allclose(c[0], 0.5 / np.array([0.9, 0.6, 0.6]), rtol=1e-6)
     assert w[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("photo_filter", ["bicubic", "bilinear"])
+@pytest.mark.parametrize("photo_shape", [(1, 1, 3), (23, 37, 3)])
+@pytest.mark.parametrize("floor", [0.05, np.array([0.3, 0.1, 0.6])])
+def test_the_fused_observation_matches_its_numpy_form(photo_filter, photo_shape, floor):
+    from facegcn.refine.texture_map import _observe, _observe_reference
+
+    rng = np.random.default_rng(5)
+    H, W = photo_shape[:2]
+    photo = rng.random(photo_shape).astype(np.float32)
+    region = rng.random((16, 16, 1)).astype(np.float32)
+    V, N = 40, 4000
+    # photo and crop points partly outside their images; vis and cos across their clip limits;
+    # irradiance partly below the floor, some of it negative
+    block = np.concatenate([rng.uniform(-3, W + 3, (V, 1)), rng.uniform(-3, H + 3, (V, 1)),
+                            rng.uniform(-3, 19, (V, 2)), rng.uniform(-0.3, 1.3, (V, 1)),
+                            rng.uniform(-0.2, 1.0, (V, 1)), rng.uniform(-0.2, 1.5, (V, 3))], 1).astype(np.float32)
+    corners = rng.integers(0, V, (N, 3))
+    bary = rng.dirichlet(np.ones(3), N).astype(np.float32)
+    got = _observe(block, corners, bary, photo, region, 0.25, 0.6, photo_filter, floor)
+    want = _observe_reference(block, corners, bary, photo, region, 0.25, 0.6, photo_filter, floor)
+    for g, r in zip(got, want):
+        assert g.dtype == r.dtype == np.float64 and g.shape == r.shape
+        assert np.isfinite(g).all()
+        np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-6)
+    w = got[1]
+    assert (w == 0).any() and (w > 0).any() and (got[2] >= np.broadcast_to(floor, (3,))).all()
+    # a subset of the points, at remapped (mirrored) vertices: those points as if evaluated on
+    # the remapped corners, zeros elsewhere
+    remap, rows = rng.permutation(V), np.flatnonzero(rng.random(N) < 0.3)
+    sub = _observe(block, corners, bary, photo, region, 0.25, 0.6, photo_filter, floor, remap=remap, rows=rows)
+    full = _observe_reference(block, remap[corners], bary, photo, region, 0.25, 0.6, photo_filter, floor)
+    ref = _observe_reference(block, corners, bary, photo, region, 0.25, 0.6, photo_filter, floor, remap=remap,
+                             rows=rows)
+    rest = np.setdiff1d(np.arange(N), rows)
+    for s, f, r in zip(sub, full, ref):
+        np.testing.assert_allclose(s[rows], f[rows], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s, r, rtol=1e-5, atol=1e-6)
+        assert not s[rest].any()

@@ -37,7 +37,7 @@ from scipy.ndimage import gaussian_filter, minimum_filter
 from facegcn.errors import ConfigError
 from facegcn.render import sh_irradiance
 from facegcn.refine.skin import skin_filled_albedo
-from facegcn.render._sample_kernels import bicubic, gather
+from facegcn.render._sample_kernels import bicubic, gather, observe
 from facegcn.render.bake import _sample_bilinear, fill_gutter, rasterize_uv
 
 __all__ = ["UVTexture", "TEXTURE_MODES", "PHOTO_FILTERS", "compose_texture", "laplacian_blend", "exposure_gain"]
@@ -189,10 +189,41 @@ def _exposure_gain(irr: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def _observe(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float, cos_hi: float,
-             photo_filter: str = "bicubic", irr_floor=0.05):
-    """De-lit photo colour ``(N, 3)``, weight ``(N,)`` and irradiance ``(N, 3)`` at the surface
-    points of ``corners``; ``block`` is the ``(V, 9)`` concatenation of the vertex terms; the
-    irradiance divided by is at least ``irr_floor`` (scalar or per channel)."""
+             photo_filter: str = "bicubic", irr_floor=0.05, *, remap=None, rows=None):
+    """The photo's observation at the surface points of ``corners`` / ``bary``, by one fused numba
+    pass (:func:`facegcn.render._sample_kernels.observe`; numpy form: :func:`_observe_reference`).
+
+    Args:
+        block: ``(V, 9)`` float32, the vertex terms of :data:`_COLUMNS` side by side.
+        corners: ``(N, 3)`` int vertex ids; bary: ``(N, 3)`` float32 barycentrics.
+        photo: ``(H, W, 3)`` float32 in [0, 1]; region: ``(224, 224, 1)`` float32 (:func:`_region_mask`).
+        cos_lo, cos_hi: the viewing-angle ramp.
+        photo_filter: one of :data:`PHOTO_FILTERS`.
+        irr_floor: scalar or ``(3,)``, the least irradiance divided by.
+        remap: optional ``(V,)`` int applied to ``corners`` (the mirror map: the mirrored points).
+        rows: optional ``(R,)`` int, the points to evaluate (default all); the others get zeros.
+
+    Returns:
+        ``(col (N, 3), w (N,), irr (N, 3))`` float64: de-lit photo colour, weight (visibility ×
+        viewing angle × region mask × inside the photo), floored irradiance.
+    """
+    return observe(block, corners, bary, photo, region, cos_lo, cos_hi, photo_filter == "bicubic", irr_floor,
+                   remap=remap, rows=rows)
+
+
+def _observe_reference(block: np.ndarray, corners, bary, photo: np.ndarray, region: np.ndarray, cos_lo: float,
+                       cos_hi: float, photo_filter: str = "bicubic", irr_floor=0.05, *, remap=None, rows=None):
+    """:func:`_observe` composed of the separate lookups and numpy temporaries (same arguments and
+    returns; tests compare the two)."""
+    if remap is not None or rows is not None:
+        rows = np.arange(len(corners)) if rows is None else rows
+        sub = corners[rows] if remap is None else np.asarray(remap)[corners[rows]]
+        N = len(corners)
+        out = (np.zeros((N, 3)), np.zeros(N), np.zeros((N, 3)))  # col, w, irr
+        for o, x in zip(out, _observe_reference(block, sub, bary[rows], photo, region, cos_lo, cos_hi, photo_filter,
+                                                irr_floor)):
+            o[rows] = x
+        return out
     a = gather(block, corners, bary)  # one gather for every term: (N, 9)
     col, inside = (bicubic if photo_filter == "bicubic" else _sample_bilinear)(photo, a[:, 0:2])
     m, _ = _sample_bilinear(region, a[:, 2:4])
@@ -268,10 +299,11 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
     floor = np.maximum(shade_floor * mean_irr, 0.05)
     c_d, w_d, irr = _observe(block, corners, b, photo, region, cos_lo, cos_hi, photo_filter, floor)
-    c_m, w_m, _ = _observe(block, model.mirror_index().cpu().numpy()[corners], b, photo, region, cos_lo, cos_hi,
-                           photo_filter, floor)
-    c_d, c_m = np.clip(c_d * gain, 0.0, 1.0), np.clip(c_m * gain, 0.0, 1.0)
     a_d = np.minimum(w_d / min_weight, 1.0)
+    c_m, w_m, _ = _observe(block, corners, b, photo, region, cos_lo, cos_hi, photo_filter, floor,
+                           remap=model.mirror_index().cpu().numpy(),
+                           rows=np.flatnonzero(a_d < 1.0))  # the mirror counts only where a_d < 1
+    c_d, c_m = np.clip(c_d * gain, 0.0, 1.0), np.clip(c_m * gain, 0.0, 1.0)
     a_m = (1.0 - a_d) * np.minimum(w_m / min_weight, 1.0)
     a = a_d + a_m
     top = base.copy()
