@@ -59,24 +59,35 @@ def read_int(buf, pos):
     return _int(buf, pos)
 
 
-@njit(cache=True, nogil=True)
-def read_ints(buf, pos, n):
-    out = np.empty(n, np.int64)
-    for i in range(n):
-        out[i], pos = _int(buf, pos)
+@njit(cache=True, nogil=True, inline="always")
+def _read_array(buf, pos, out, decode):
+    """Fills ``out`` with consecutive values decoded by ``decode`` (:func:`_int` or
+    :func:`_float`, specialised at compile time); stops at the first error."""
+    for i in range(out.size):
+        out[i], pos = decode(buf, pos)
         if pos < 0:
             break
     return out, pos
+
+
+@njit(cache=True, nogil=True)
+def read_ints(buf, pos, n):
+    return _read_array(buf, pos, np.empty(n, np.int64), _int)
 
 
 @njit(cache=True, nogil=True)
 def read_floats(buf, pos, n):
-    out = np.empty(n, np.float32)
-    for i in range(n):
-        out[i], pos = _float(buf, pos)
-        if pos < 0:
-            break
-    return out, pos
+    return _read_array(buf, pos, np.empty(n, np.float32), _float)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _size(buf, pos, n):
+    """A serialized size that must be ``n``: the new position; ``-1`` as :func:`_int`, ``-3`` for
+    another size."""
+    m, pos = _int(buf, pos)
+    if pos >= 0 and m != n:
+        return -3
+    return pos
 
 
 @njit(cache=True, nogil=True)
@@ -87,23 +98,19 @@ def read_trees(buf, pos, idx1, idx2, thresh, leaves):
     splits, ``leaves.shape[1:]`` leaves and leaf size); ``-3`` otherwise."""
     dim = leaves.shape[2]
     for t in range(idx1.shape[0]):
-        n, pos = _int(buf, pos)
+        pos = _size(buf, pos, idx1.shape[1])
         if pos < 0:
             return pos
-        if n != idx1.shape[1]:
-            return -3
-        for i in range(n):
+        for i in range(idx1.shape[1]):
             idx1[t, i], pos = _int(buf, pos)
             idx2[t, i], pos = _int(buf, pos)
             thresh[t, i], pos = _float(buf, pos)
             if pos < 0:
                 return pos
-        n, pos = _int(buf, pos)
+        pos = _size(buf, pos, leaves.shape[1])
         if pos < 0:
             return pos
-        if n != leaves.shape[1]:
-            return -3
-        for j in range(n):
+        for j in range(leaves.shape[1]):
             nr, pos = _int(buf, pos)
             nc, pos = _int(buf, pos)
             if pos < 0:
@@ -148,6 +155,17 @@ def _pixel(img, x, y):
     return np.float32(s // 3)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _centroid(shape, P):
+    """Mean point (float64) of the ``P`` points ``x0, y0, x1, ...`` of ``shape``."""
+    mx = 0.0
+    my = 0.0
+    for i in range(P):
+        mx += np.float64(shape[2 * i])
+        my += np.float64(shape[2 * i + 1])
+    return mx / P, my / P
+
+
 @njit(cache=True, nogil=True)
 def predict_kernel(img, rect, init, anchor, deltas, idx1, idx2, thresh, leaves, tree_start, out):
     """dlib's ``shape_predictor::operator()``.
@@ -172,13 +190,7 @@ def predict_kernel(img, rect, init, anchor, deltas, idx1, idx2, thresh, leaves, 
     cur = init.copy()
     feat = np.empty(F, np.float32)
     # find_tform_between_shapes(initial, current): statistics of the initial shape (float64)
-    mfx = 0.0
-    mfy = 0.0
-    for i in range(P):
-        mfx += np.float64(init[2 * i])
-        mfy += np.float64(init[2 * i + 1])
-    mfx /= P
-    mfy /= P
+    mfx, mfy = _centroid(init, P)
     sig = 0.0
     for i in range(P):
         dx = np.float64(init[2 * i]) - mfx
@@ -187,13 +199,7 @@ def predict_kernel(img, rect, init, anchor, deltas, idx1, idx2, thresh, leaves, 
     sig /= P
     for k in range(anchor.shape[0]):
         # Umeyama's least-squares similarity initial -> current; in 2-D, c*R = [[a, -b], [b, a]]
-        mtx = 0.0
-        mty = 0.0
-        for i in range(P):
-            mtx += np.float64(cur[2 * i])
-            mty += np.float64(cur[2 * i + 1])
-        mtx /= P
-        mty /= P
+        mtx, mty = _centroid(cur, P)
         c00 = 0.0
         c01 = 0.0
         c10 = 0.0

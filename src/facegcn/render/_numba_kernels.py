@@ -29,6 +29,25 @@ from numba import njit
 _INF = np.inf
 
 
+@njit(cache=True, inline="always")
+def _corners(vs, faces, b, f):
+    """Vertex ids ``i0, i1, i2`` of face ``f`` and its screen corners ``(u, v, z)`` in image ``b``
+    (float64): ``i0, i1, i2, u0, v0, z0, u1, v1, z1, u2, v2, z2``."""
+    i0 = faces[f, 0]
+    i1 = faces[f, 1]
+    i2 = faces[f, 2]
+    u0 = np.float64(vs[b, i0, 0])
+    v0 = np.float64(vs[b, i0, 1])
+    z0 = np.float64(vs[b, i0, 2])
+    u1 = np.float64(vs[b, i1, 0])
+    v1 = np.float64(vs[b, i1, 1])
+    z1 = np.float64(vs[b, i1, 2])
+    u2 = np.float64(vs[b, i2, 0])
+    v2 = np.float64(vs[b, i2, 1])
+    z2 = np.float64(vs[b, i2, 2])
+    return i0, i1, i2, u0, v0, z0, u1, v1, z1, u2, v2, z2
+
+
 @njit(cache=True, inline="always", error_model="numpy")
 def _rows(u0, v0, z0, u1, v1, z1, u2, v2, z2):
     """Unnormalised rows of ``M^-1`` (``det M * M^-1``) and ``det M``.
@@ -57,6 +76,33 @@ def _rows(u0, v0, z0, u1, v1, z1, u2, v2, z2):
     r22 = ax * by - ay * bx
     det = ax * r00 + ay * r01 + aw * r02
     return det, r00, r01, r02, r10, r11, r12, r20, r21, r22
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _at_pixel(vs, faces, b, t, x, fy):
+    """Triangle ``t`` of image ``b`` at the centre ``q = (x, fy, 1)`` of a pixel: its corners
+    (:func:`_corners`), the unnormalised rows and ``det M`` (:func:`_rows`), and
+    ``(e0, e1, e2, s)``, ``e = (det M * M^-1) q`` and ``s = e0 + e1 + e2``."""
+    i0, i1, i2, u0, v0, z0, u1, v1, z1, u2, v2, z2 = _corners(vs, faces, b, t)
+    det, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rows(u0, v0, z0, u1, v1, z1, u2, v2, z2)
+    fx = float(x)
+    e0 = r00 * fx + (r01 * fy + r02)
+    e1 = r10 * fx + (r11 * fy + r12)
+    e2 = r20 * fx + (r21 * fy + r22)
+    return (
+        (i0, i1, i2, u0, v0, z0, u1, v1, z1, u2, v2, z2),
+        (det, r00, r01, r02, r10, r11, r12, r20, r21, r22),
+        (e0, e1, e2, e0 + e1 + e2),
+    )
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _corner_grad(gv, b, i, u, v, z, GX, GY, GW):
+    """Chains ``dL/dP = (GX, GY, GW)`` of the homogeneous corner ``P = (u z, v z, z)`` to
+    ``(u, v, z)``: adds it to ``gv[b, i]``."""
+    gv[b, i, 0] += GX * z
+    gv[b, i, 1] += GY * z
+    gv[b, i, 2] += GX * u + GY * v + GW
 
 
 @njit(cache=True, error_model="numpy")
@@ -131,18 +177,7 @@ def rasterize_band(vs, faces, b, ya, yb, near, far, tri_out, bary_out, depth_out
     fya = float(ya)
     fyb = yb - 1.0
     for f in range(F):
-        i0 = faces[f, 0]
-        i1 = faces[f, 1]
-        i2 = faces[f, 2]
-        v0 = np.float64(vs[b, i0, 1])
-        v1 = np.float64(vs[b, i1, 1])
-        v2 = np.float64(vs[b, i2, 1])
-        z0 = np.float64(vs[b, i0, 2])
-        z1 = np.float64(vs[b, i1, 2])
-        z2 = np.float64(vs[b, i2, 2])
-        u0 = np.float64(vs[b, i0, 0])
-        u1 = np.float64(vs[b, i1, 0])
-        u2 = np.float64(vs[b, i2, 0])
+        _, _, _, u0, v0, z0, u1, v1, z1, u2, v2, z2 = _corners(vs, faces, b, f)
         if z0 > near and z1 > near and z2 > near:
             ylo = min(v0, min(v1, v2))
             yhi = max(v0, max(v1, v2))
@@ -223,19 +258,7 @@ def interpolate_fwd_rows(vs, pfaces, afaces, attr, tri, bary, use_bary, b, ya, y
                 w1 = np.float64(bary[b, y, x, 1])
                 w2 = np.float64(bary[b, y, x, 2])
             else:
-                i0 = pfaces[t, 0]
-                i1 = pfaces[t, 1]
-                i2 = pfaces[t, 2]
-                det, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rows(
-                    np.float64(vs[b, i0, 0]), np.float64(vs[b, i0, 1]), np.float64(vs[b, i0, 2]),
-                    np.float64(vs[b, i1, 0]), np.float64(vs[b, i1, 1]), np.float64(vs[b, i1, 2]),
-                    np.float64(vs[b, i2, 0]), np.float64(vs[b, i2, 1]), np.float64(vs[b, i2, 2]),
-                )  # fmt: skip
-                fx = float(x)
-                e0 = r00 * fx + (r01 * fy + r02)
-                e1 = r10 * fx + (r11 * fy + r12)
-                e2 = r20 * fx + (r21 * fy + r22)
-                S = e0 + e1 + e2  # det M cancels in e / S
+                _, _, (e0, e1, e2, S) = _at_pixel(vs, pfaces, b, t, x, fy)  # det M cancels in e / S
                 if S == 0.0 or not math.isfinite(S):
                     for c in range(C):
                         out[b, y, x, c] = 0.0
@@ -281,28 +304,11 @@ def interpolate_bwd_rows(
                 w1 = np.float64(bary[b, y, x, 1])
                 w2 = np.float64(bary[b, y, x, 2])
             else:
-                i0 = pfaces[t, 0]
-                i1 = pfaces[t, 1]
-                i2 = pfaces[t, 2]
-                u0 = np.float64(vs[b, i0, 0])
-                v0 = np.float64(vs[b, i0, 1])
-                z0 = np.float64(vs[b, i0, 2])
-                u1 = np.float64(vs[b, i1, 0])
-                v1 = np.float64(vs[b, i1, 1])
-                z1 = np.float64(vs[b, i1, 2])
-                u2 = np.float64(vs[b, i2, 0])
-                v2 = np.float64(vs[b, i2, 1])
-                z2 = np.float64(vs[b, i2, 2])
                 # unnormalised rows (det M * M^-1): w = e / s and h below are invariant to the
                 # scale, only e_k itself needs the 1 / det
-                det, r00, r01, r02, r10, r11, r12, r20, r21, r22 = _rows(
-                    u0, v0, z0, u1, v1, z1, u2, v2, z2
-                )
-                fx = float(x)
-                e0 = r00 * fx + (r01 * fy + r02)
-                e1 = r10 * fx + (r11 * fy + r12)
-                e2 = r20 * fx + (r21 * fy + r22)
-                s = e0 + e1 + e2
+                corners, rows, (e0, e1, e2, s) = _at_pixel(vs, pfaces, b, t, x, fy)
+                i0, i1, i2, u0, v0, z0, u1, v1, z1, u2, v2, z2 = corners
+                det, r00, r01, r02, r10, r11, r12, r20, r21, r22 = rows
                 if det == 0.0 or not math.isfinite(det) or s == 0.0:
                     continue
                 inv = 1.0 / s
@@ -329,24 +335,9 @@ def interpolate_bwd_rows(
                     hx = d0 * r00 + d1 * r10 + d2 * r20
                     hy = d0 * r01 + d1 * r11 + d2 * r21
                     hw = d0 * r02 + d1 * r12 + d2 * r22
-                    GX = -hx * e0
-                    GY = -hy * e0
-                    GW = -hw * e0
-                    gv[b, i0, 0] += GX * z0
-                    gv[b, i0, 1] += GY * z0
-                    gv[b, i0, 2] += GX * u0 + GY * v0 + GW
-                    GX = -hx * e1
-                    GY = -hy * e1
-                    GW = -hw * e1
-                    gv[b, i1, 0] += GX * z1
-                    gv[b, i1, 1] += GY * z1
-                    gv[b, i1, 2] += GX * u1 + GY * v1 + GW
-                    GX = -hx * e2
-                    GY = -hy * e2
-                    GW = -hw * e2
-                    gv[b, i2, 0] += GX * z2
-                    gv[b, i2, 1] += GY * z2
-                    gv[b, i2, 2] += GX * u2 + GY * v2 + GW
+                    _corner_grad(gv, b, i0, u0, v0, z0, -hx * e0, -hy * e0, -hw * e0)
+                    _corner_grad(gv, b, i1, u1, v1, z1, -hx * e1, -hy * e1, -hw * e1)
+                    _corner_grad(gv, b, i2, u2, v2, z2, -hx * e2, -hy * e2, -hw * e2)
             if need_a:
                 for c in range(C):
                     g = gout[b, y, x, c]
