@@ -19,20 +19,12 @@ class CoarseWeights:
 
     For the ICT default the expression prior is weaker than BFM's (ARKit blendshape weights live in
     [0, 1] and are also box-constrained) and the albedo prior matches our N(0, 1) albedo space.
-
-    ``reg`` is 3 × Deep3DFaceRecon's 3e-4. Measured (one run each, the fit without its identity
-    stage): the synthetic benchmark (6 scenes, seed 100) geometry for × 0.3 / 1 / 3 / 10 / 30 =
-    2.99 / 2.84 / 2.52 / 2.10 / 2.23 mm; AFLW2000-3D (16 images) NME mean of bins 6.17 (× 1), 6.17
-    (× 3), 6.16 (× 10); 9 real photos, × 1 vs × 3 in one run: detail 0.790 / 0.807, render ↔ other
-    photos of the person 0.625 / 0.619, ↔ its photo 0.587 / 0.577; × 1 vs × 10: 0.790 / 0.791,
-    0.625 / 0.625, 0.587 / 0.580. × 3 is the best on real photos, × 10 on the synthetic scenes
-    (drawn from this very prior).
     """
 
     landmark: float = 1.6e-3
     photo: float = 1.92
     identity: float = 0.2
-    reg: float = 9e-4
+    reg: float = 3e-4
     reg_id: float = 1.0
     reg_exp: float = 0.8
     reg_tex: float = 1.7e-2
