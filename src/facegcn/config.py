@@ -65,8 +65,9 @@ class CoarseOptions:
     # the identity-loss stage (dlib features of render vs photo) is off by default: 30 steps cost
     # ~1 s and, measured with it off vs on (one run each, same photos): synthetic benchmark (6
     # scenes, seed 100) geometry 3.08 -> 2.84 mm, landmark NME 0.0129 -> 0.0088, image PSNR
-    # 30.70 -> 30.90 dB; 9 real photos: see the 2026-12-02 note. The GCN refinement keeps its own
-    # identity term.
+    # 30.70 -> 30.90 dB; 10 real photos (facegcn evaluate): same-view PSNR coarse 22.46 -> 22.60,
+    # refined 30.26 -> 30.62 dB, landmark NME 0.0370 -> 0.0357; novel-view fidelity unchanged
+    # (issue 14's note). The GCN refinement keeps its own identity term.
     steps_identity: int = 0
     lr: float = 0.08
     lr_rigid: float = 0.02  # stage-1 (pose only) learning rate
