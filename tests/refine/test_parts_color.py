@@ -151,7 +151,7 @@ def test_iris_colour_comes_from_the_photo(synthetic_rec):
 def test_default_and_plausible_colours(synthetic_rec):
     rec, _ = synthetic_rec
     p = rec.model.parts
-    pc = part_colors(rec, exposure=np.ones(3))
+    pc = part_colors(rec, exposure=np.ones(3), eye_photo=False)  # the procedural eye (pupil included)
     col = pc.colors
     head = col[p.vertices_of("head_and_neck")]
     skin = rec.model.mean_albedo.numpy()[rec.model.region("skin").numpy()]
@@ -224,3 +224,31 @@ def test_settle_parts_moves_parts_behind_the_skin(ict):
     assert after.max() < 0.003  # at most 0.3 mm (a steep lip fold within a depth-map texel)
     assert (after > 0).sum() <= 0.2 * (before > 0).sum()
     assert not poking(others, v).any()  # what was left alone was not poking through
+
+
+def test_the_visible_eyeball_takes_the_photo(synthetic_rec):
+    # the synthetic photo's eyes are the known albedo (iris disc without a pupil, grey around it)
+    # under a constant light: each eyeball vertex seen through the lids gets its own albedo back
+    rec, iris = synthetic_rec
+    p = rec.model.parts
+    rho, front = eye_coordinates(p)
+    want = np.tile(np.array([0.62, 0.6, 0.58], np.float32), (p.n_vertices, 1))
+    want[(rho < IRIS_RADIUS * 1.05) & front] = iris
+    photo = part_colors(rec, exposure=np.ones(3))
+    pattern = part_colors(rec, exposure=np.ones(3), eye_photo=False)
+    for side in ("left", "right"):
+        idx = p.vertices_of(f"eyeball_{side}")
+        assert photo.observed_pixels[f"eyeball_photo_{side}"] >= 40
+        changed = np.abs(photo.colors[idx] - pattern.colors[idx]).max(1) > 1e-6
+        assert (p.eyeball_part[idx[changed]] == 1).all() and front[idx[changed]].all()  # the outer shell's front
+        seen = idx[changed]
+        t = rho[seen] / IRIS_RADIUS
+        inner = seen[(t < 0.85) | (t > 1.3)]  # away from the iris edge, which a 224² photo blurs
+        err = np.abs(photo.colors[inner] - want[inner]).max(1)
+        assert len(inner) >= 40 and np.quantile(err, 0.95) < 0.03
+        pupil = idx[(rho[idx] < 0.5 * 0.02) & front[idx]]
+        assert np.isin(pupil, seen).any()  # the photo has no pupil there: its iris colour is taken
+        assert np.abs(photo.colors[pupil[np.isin(pupil, seen)]] - iris).max() < 0.05
+        hidden = idx[~front[idx]]  # behind the eye centre: never seen, the pattern stays
+        assert len(hidden) > 100
+        np.testing.assert_array_equal(photo.colors[hidden], pattern.colors[hidden])

@@ -16,8 +16,12 @@ the head and neck, eyes, teeth, gums and tongue, dark sockets — and their atla
   triangle give ``photo / SH irradiance`` (albedo); their robust median (highlights dropped),
   clamped to plausible iris colours, replaces the brown default in proportion to the pixel count.
   The sclera likewise, from the pixels of the white around the iris (the lids and lashes leave
-  it greyer than the default), nearly neutral, luminance in [0.45, 0.9]. Photo colours are put on
-  the face texture's scale (its ``exposure``, :func:`facegcn.refine.texture_map.exposure_gain`).
+  it greyer than the default), nearly neutral, luminance in [0.45, 0.9]. Then the eyeball's visible
+  front (outer shell, vertices whose pixel shows the eyeball, one pixel in from the lids) takes the
+  photo itself, ``photo / irradiance`` at the vertex (``eye_photo``): the lash shadow across the top
+  of the eye and the iris where the person looks come with it — with the pattern alone the eyes
+  stared, wide and white, from every angle. Photo colours are put on the face texture's scale (its
+  ``exposure``, :func:`facegcn.refine.texture_map.exposure_gain`).
 * **Teeth**: off-white, tinted (yellow ↔ white, ±3 %) by the photo where teeth pixels are
   visible (mouth open).
 * **Gums and tongue** pinkish red; **mouth socket** and **eye sockets** dark.
@@ -39,8 +43,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from facegcn.refine.parts_photo import LUMA as _LUMA, eyeball_from_photo, observed, posed_rendering, robust_colour
 from facegcn.refine.texture_map import exposure_gain
-from facegcn.render import bake_vertex_colors, rasterize, rigid_transform, sh_irradiance
+from facegcn.render import bake_vertex_colors, rasterize
 
 if TYPE_CHECKING:
     from facegcn.morphable import ModelParts, MorphableModel
@@ -74,7 +79,6 @@ SETTLE_REACH = 0.3  # decimetres: deepest penetration corrected (a lip is ~1 cm 
 SETTLE_MARGIN = 0.005  # decimetres behind the skin
 SETTLE_TEXEL = 0.003  # decimetres: the skin depth map's pixel
 SETTLE_GROUPS = ("teeth", "gums_and_tongue", "eyeball_left", "eyeball_right")
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @dataclass(frozen=True)
@@ -237,48 +241,13 @@ def _eye_pattern(t: np.ndarray, front: np.ndarray, iris: np.ndarray, sclera: np.
 
 
 # --------------------------------------------------------------------------- the photo
-def _posed_rendering(rec, shape: np.ndarray):
-    """Render the closed mesh ``shape (V + P, 3)`` with the coarse fit's pose, camera and light:
-    per-pixel SH irradiance and triangle ids in the aligned 224² frame."""
-    m, c = rec.model, rec.coarse.coeffs
-    with torch.no_grad():
-        canon = torch.as_tensor(shape, dtype=torch.float32, device=c.id.device)[None]
-        verts = rigid_transform(canon, c.angles, c.trans)
-        irr = sh_irradiance(m.closed_vertex_normals(verts), c.sh)
-        r = rec.synthesis.renderer(verts, irr, faces=m.closed_mesh_faces())
-    return r.image[0].cpu().numpy(), r.tri_id[0].cpu().numpy()
-
-
-def _observed(rec, irr: np.ndarray, tri_id: np.ndarray, tris: np.ndarray, erode: bool = True) -> tuple[np.ndarray, int]:
-    """Albedo samples ``photo / irradiance`` at the pixels showing closed-mesh triangles ``tris``
-    (eroded by a pixel when enough remain: the borders mix in lids and lips)."""
-    from scipy.ndimage import binary_erosion
-
-    sel = np.zeros(max(int(tri_id.max()), int(tris.max(initial=0))) + 2, bool)
-    sel[tris] = True
-    mask = sel[tri_id]  # tri_id -1 → the last entry, False
-    if erode:
-        inner = binary_erosion(mask)
-        if inner.sum() >= 8:
-            mask = inner
-    img = rec.observation.image.detach().cpu().numpy().astype(np.float32)
-    alb = img[:, mask] / np.maximum(irr[:, mask], 0.05)
-    return alb.T, int(mask.sum())
-
-
-def _robust_colour(samples: np.ndarray, drop_top: float) -> np.ndarray:
-    lum = samples @ _LUMA
-    keep = lum <= np.quantile(lum, 1 - drop_top)
-    return np.median(samples[keep], 0).astype(np.float32)
-
-
 def _iris_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
     """Plausible iris albedo from photo samples (highlights and sclera dropped, luminance and
     saturation clamped) and its weight against the default (0 → default)."""
     default = np.asarray(DEFAULT_COLORS["iris"], np.float32)
     if len(samples) < 3:
         return default, 0.0
-    col = np.clip(_robust_colour(samples, 0.3), 0, 1)
+    col = np.clip(robust_colour(samples, 0.3), 0, 1)
     lum = float(col @ _LUMA)
     target = float(np.clip(lum, 0.04, 0.4))
     grey = np.full(3, lum, np.float32)
@@ -293,7 +262,7 @@ def _sclera_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
     default = np.asarray(DEFAULT_COLORS["sclera"], np.float32)
     if len(samples) < 6:
         return default, 0.0
-    col = np.clip(_robust_colour(samples, 0.1), 0, 1)
+    col = np.clip(robust_colour(samples, 0.1), 0, 1)
     lum = float(col @ _LUMA)
     grey = np.full(3, lum, np.float32)
     col = grey + np.clip(col - grey, -0.04, 0.04)
@@ -307,7 +276,7 @@ def _teeth_colour(samples: np.ndarray) -> tuple[np.ndarray, float]:
     default = np.asarray(DEFAULT_COLORS["teeth"], np.float32)
     if len(samples) < 20:
         return default, 0.0
-    col = np.maximum(_robust_colour(samples, 0.1), 1e-3)
+    col = np.maximum(robust_colour(samples, 0.1), 1e-3)
     tint = np.clip(col / col.mean(), 0.97, 1.03)
     tint[:2] = tint[:2].mean()  # yellower or whiter, never pink (lips in the samples)
     return (default * tint / (tint @ _LUMA)).clip(0, 1).astype(np.float32), min(1.0, len(samples) / 60.0)
@@ -325,7 +294,7 @@ def _tris_of(model, names, vertex_ok: np.ndarray | None = None) -> np.ndarray:
 
 # --------------------------------------------------------------------------- everything
 def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray | None = None,
-                exposure: np.ndarray | None = None) -> PartColors:
+                exposure: np.ndarray | None = None, eye_photo: bool = True) -> PartColors:
     """Per part-vertex albedo of a reconstruction (module docstring).
 
     Args:
@@ -335,6 +304,8 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
             ``rec.albedo``; pass the face texture sampled at the vertices so the seam matches it).
         vertices: ``(V + P, 3)`` the closed mesh in the canonical pose, model units (default:
             :func:`settle_parts` of ``closed_shape`` of the fit).
+        eye_photo: the visible front of each eyeball takes the photo (module docstring); False:
+            the procedural pattern alone.
         exposure: ``(3,)`` the face texture's albedo factor (:attr:`UVTexture.exposure`; default
             :func:`~facegcn.refine.texture_map.exposure_gain` of ``rec``): colours seen in the
             photo (iris, teeth, sclera) take it, so they sit on the face texture's scale.
@@ -358,7 +329,7 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
     for g, key in (("mouth_socket", "mouth_socket"), ("eye_socket_left", "eye_socket"),
                    ("eye_socket_right", "eye_socket"), ("gums_and_tongue", "gums_and_tongue")):
         col[parts.vertices_of(g)] = DEFAULT_COLORS[key]
-    irr, tri_id = _posed_rendering(rec, shape)
+    irr, tri_id = posed_rendering(rec, shape)
     if exposure is None:
         exposure = exposure_gain(m, rec.synthesis, rec.observation, rec.coarse)
     irr = irr / np.asarray(exposure, np.float32).reshape(3, 1, 1)  # photo / (E / ḡ): the texture's scale
@@ -369,19 +340,26 @@ def part_colors(rec, face_colors: np.ndarray | None = None, vertices: np.ndarray
         idx = parts.vertices_of(f"eyeball_{side}")
         ok = np.zeros(parts.n_vertices, bool)
         ok[idx] = front[idx] & (t[idx] < 0.9) & (parts.eyeball_part[idx] == 1)
-        samples, npx = _observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok))
+        samples, npx = observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok))
         obs, w = _iris_colour(samples)
         iris = w * obs + (1 - w) * np.asarray(DEFAULT_COLORS["iris"], np.float32)
         ok[:] = False
         ok[idx] = front[idx] & (t[idx] > 1.3) & (t[idx] < 2.6) & (parts.eyeball_part[idx] == 1)
-        samples, n_sclera = _observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok), erode=False)
+        samples, n_sclera = observed(rec, irr, tri_id, _tris_of(m, [f"eyeball_{side}"], ok), erode=False)
         obs, w = _sclera_colour(samples)
         seen[f"sclera_{side}"] = n_sclera
         sclera = w * obs + (1 - w) * np.asarray(DEFAULT_COLORS["sclera"], np.float32)
         col[idx] = _eye_pattern(t[idx], front[idx], iris, sclera)
+        if eye_photo:
+            alb, vis = eyeball_from_photo(rec, shape, irr, tri_id, idx, _tris_of(m, [f"eyeball_{side}"]))
+            # the outer shell's front (sclera + cornea) is what is seen; the back half projects onto
+            # the same pixels, hidden behind it
+            vis &= (parts.eyeball_part[idx] == 1) & front[idx]
+            col[idx[vis]] = alb[vis]
+            seen[f"eyeball_photo_{side}"] = int(vis.sum())
         irises.append(iris)
         seen[f"iris_{side}"] = npx
-    samples, npx = _observed(rec, irr, tri_id, _tris_of(m, ["teeth"]), erode=False)
+    samples, npx = observed(rec, irr, tri_id, _tris_of(m, ["teeth"]), erode=False)
     obs, w = _teeth_colour(samples)
     teeth = w * obs + (1 - w) * np.asarray(DEFAULT_COLORS["teeth"], np.float32)
     col[parts.vertices_of("teeth")] = teeth
