@@ -14,6 +14,14 @@ __all__ = ["LUMA", "eyeball_from_photo", "observed", "posed_rendering", "robust_
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
+
+def _showing(tri_id: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """``(H, W)`` bool: the pixels of ``tri_id`` (-1 = none) that show one of the triangles ``tris``."""
+    sel = np.zeros(max(int(tri_id.max()), int(tris.max(initial=0))) + 2, bool)
+    sel[tris] = True
+    return sel[tri_id]  # tri_id -1 → the last entry, False
+
+
 def posed_rendering(rec, shape: np.ndarray):
     """Render the closed mesh ``shape (V + P, 3)`` with the coarse fit's pose, camera and light:
     per-pixel SH irradiance and triangle ids in the aligned 224² frame."""
@@ -31,9 +39,7 @@ def observed(rec, irr: np.ndarray, tri_id: np.ndarray, tris: np.ndarray, erode: 
     (eroded by a pixel when enough remain: the borders mix in lids and lips)."""
     from scipy.ndimage import binary_erosion
 
-    sel = np.zeros(max(int(tri_id.max()), int(tris.max(initial=0))) + 2, bool)
-    sel[tris] = True
-    mask = sel[tri_id]  # tri_id -1 → the last entry, False
+    mask = _showing(tri_id, tris)
     if erode:
         inner = binary_erosion(mask)
         if inner.sum() >= 8:
@@ -61,9 +67,7 @@ def eyeball_from_photo(rec, shape: np.ndarray, irr: np.ndarray, tri_id: np.ndarr
     with torch.no_grad():
         canon = torch.as_tensor(shape[m.n_vertices + idx], dtype=torch.float32, device=c.id.device)[None]
         px = rec.synthesis.camera.project(rigid_transform(canon, c.angles, c.trans))[0].cpu().double().numpy()
-    sel = np.zeros(max(int(tri_id.max()), int(tris.max(initial=0))) + 2, bool)
-    sel[tris] = True
-    mask = binary_erosion(sel[tri_id])
+    mask = binary_erosion(_showing(tri_id, tris))
     ij = np.rint(px).astype(np.int64)
     h, w = mask.shape
     inb = (ij[:, 0] >= 0) & (ij[:, 0] < w) & (ij[:, 1] >= 0) & (ij[:, 1] < h)
