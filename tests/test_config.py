@@ -61,6 +61,13 @@ def test_device_and_formats_are_checked_with_clear_messages():
     c.output.photo_filter = "lanczos"
     with pytest.raises(ConfigError, match="unknown photo filter 'lanczos'"):
         c.validate()
+    c.output.photo_filter = "bicubic"
+    for bad in (-0.1, 1.5):
+        c.output.delight = bad
+        with pytest.raises(ConfigError, match="output.delight must be between 0"):
+            c.validate()
+    c.output.delight = 1.0
+    c.validate()
 
 
 def test_config_file_gives_defaults_typed_options_override(tmp_path):
@@ -74,5 +81,10 @@ def test_config_file_gives_defaults_typed_options_override(tmp_path):
     assert cfg.output.texture_size == 256 and cfg.coarse.steps_rigid == 3  # the file's, not the flag defaults
     assert cfg.coarse.steps_landmark == Config().coarse.steps_landmark  # what the file does not name: defaults
     assert merged_config(f, values, typed={"texture_size"}).output.texture_size == 1024
+    # --delight lands in output.delight, typed over a file's value
+    f.write_text(json.dumps({"output": {"delight": 0.25}}))
+    assert merged_config(f, dict(values, delight=1.0), typed=set()).output.delight == 0.25
+    assert merged_config(f, dict(values, delight=1.0), typed={"delight"}).output.delight == 1.0
+    assert merged_config(None, dict(values, delight=0.75), typed={"delight"}).output.delight == 0.75
     fast = merged_config(f, {**values, "fast": True}, typed={"fast"})
     assert fast.coarse.steps_rigid == Config.preset("fast").coarse.steps_rigid

@@ -164,3 +164,37 @@ def test_the_fused_observation_matches_its_numpy_form(photo_filter, photo_shape,
         np.testing.assert_allclose(s[rows], f[rows], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(s, r, rtol=1e-5, atol=1e-6)
         assert not s[rest].any()
+
+
+@pytest.mark.slow
+def test_partial_delighting_is_the_geometric_mean_of_none_and_all(ict):
+    """``delight = s`` divides the photo by ``ḡ^(1-s) E^s``: on texels taken wholly from the photo
+    (no floor, no clipping) the texture at s = 0.5 is the geometric mean of s = 0 (÷ ḡ, the photo's
+    colours) and s = 1 (÷ E, the full de-lighting), and s = 1 is the default composition exactly."""
+    syn = FaceSynthesis(ict)
+    scene = make_scene(ict, syn, 1)
+    obs = scene_observation(scene)
+    with torch.no_grad():
+        st = syn.state(scene.coeffs)
+        coarse = CoarseResult(scene.coeffs, st, syn.render(st))
+    photo = to_uint8(scene.image.permute(1, 2, 0))
+    kw = dict(shade_floor=0.0)
+    full = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", **kw)
+    assert np.array_equal(full.image, compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256,
+                                                      "albedo", delight=1.0, **kw).image)
+    none = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", delight=0.0, **kw)
+    half = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", delight=0.5, **kw)
+    assert half.delight == 0.5 and full.delight == 1.0
+    from scipy.ndimage import minimum_filter
+
+    inner = minimum_filter(full.photo_alpha, size=9) > 0.98  # away from the blend's seam
+    ok = inner & (full.image.max(-1) < 0.98) & (none.image.max(-1) < 0.98) & (full.image.min(-1) > 0.02)
+    assert ok.sum() > 200
+    gm = np.sqrt(full.image[ok] * none.image[ok])
+    shading = np.abs(np.log(full.image[ok] / none.image[ok]))  # log(ḡ / E) per texel
+    err = np.abs(np.log(half.image[ok] / gm))
+    print(f"|log ḡ/E| median {np.median(shading):.4f}; |log half/geometric mean| median {np.median(err):.4f}")
+    assert np.median(shading) > 0.05  # the three differ: there is shading to remove
+    assert np.median(err) < 0.1 * np.median(shading)
+    with pytest.raises(Exception, match="delight"):
+        compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 64, "albedo", delight=1.5)

@@ -14,7 +14,7 @@ import typer
 from facegcn.cli import options as opts
 
 PIPELINE = ("config_file", "model", "detector", "all_faces", "checkpoint", "refine", "fmt", "texture_size",
-            "texture", "device", "threads", "fast", "quiet")
+            "texture", "delight", "device", "threads", "fast", "quiet")
 
 
 @opts.pipeline_options(*PIPELINE, help={

@@ -15,7 +15,7 @@ _ALWAYS = ("quiet",)  # applied over a --config file even when not typed
 _BUILD_ARGS = {"fmt": "formats"}  # option name → build_config's argument, where they differ
 
 #: the order options are applied in ("fast" last: over a file it sets the preset's step counts)
-_ORDER = ("model", "detector", "all_faces", "checkpoint", "refine", "fmt", "texture_size", "texture", "device",
+_ORDER = ("model", "detector", "all_faces", "checkpoint", "refine", "fmt", "texture_size", "texture", "delight", "device",
           "threads", "quiet", "fast")
 
 

@@ -87,6 +87,10 @@ PIPELINE_OPTIONS: dict[str, OptionSpec] = {
     "texture": OptionSpec(str, _DEFAULT.output.texture, ("--texture",),
                           "Texture: albedo (de-lit photo detail, default), lit (as photographed) or gcn "
                           "(the GCN's per-vertex albedo only)."),
+    "delight": OptionSpec(float, _DEFAULT.output.delight, ("--delight",),
+                          "Share of the fitted shading the albedo texture removes: 1 = all (a pure albedo, "
+                          "for relighting), 0 = none; the default keeps half, which reads as the person "
+                          "in an unlit viewer."),
     "device": OptionSpec(str, _DEFAULT.device, ("--device",), "cpu or cuda (cuda:N for the N-th GPU)."),
     "threads": OptionSpec(int, _DEFAULT.threads, ("--threads",),
                           "CPU threads (0 = torch's default); 1 is fastest on small or shared CPUs."),
@@ -118,6 +122,7 @@ _APPLY: dict[str, Callable[[Config, Any], None]] = {
     "fmt": _set_formats,
     "texture_size": lambda c, v: setattr(c.output, "texture_size", v),
     "texture": lambda c, v: setattr(c.output, "texture", v),
+    "delight": lambda c, v: setattr(c.output, "delight", v),
     "device": lambda c, v: setattr(c, "device", v),
     "threads": lambda c, v: setattr(c, "threads", v),
     "fast": _set_fast,

@@ -19,7 +19,7 @@ from facegcn.errors import FaceGCNError, PartialFailure
 
 LOW_PHOTO_SHARE = 0.1  # below this share of photo texels the texture is mostly the model's: say so
 PIPELINE = ("config_file", "model", "detector", "all_faces", "checkpoint", "refine", "fmt", "texture_size",
-            "texture", "device", "threads", "fast", "quiet")
+            "texture", "delight", "device", "threads", "fast", "quiet")
 
 
 def build_config(
@@ -35,6 +35,7 @@ def build_config(
     fast: bool = False,
     threads: int = 1,
     texture: str = "albedo",
+    delight: float | None = None,
 ) -> Config:
     """The :class:`Config` that the pipeline commands' flags describe (``fast`` = the ``"fast"`` preset)."""
     cfg = Config.preset("fast" if fast else "default")
@@ -45,6 +46,8 @@ def build_config(
     cfg.output.formats = tuple(f.strip().lower() for f in formats.split(",") if f.strip())
     cfg.output.texture_size = texture_size
     cfg.output.texture = texture
+    if delight is not None:
+        cfg.output.delight = delight
     return cfg.validate()
 
 

@@ -74,10 +74,10 @@ def bake_texture(rec: "Reconstruction", albedo: np.ndarray, output: OutputOption
         return None
     tex = rec.texture
     if (tex is None or tex.image.shape[0] != output.texture_size or tex.mode != output.texture
-            or tex.photo_filter != output.photo_filter):
+            or tex.photo_filter != output.photo_filter or tex.delight != output.delight):
         tex = compose_texture(m, rec.synthesis, rec.observation, rec.coarse, rec.photo.pixels,
                               torch.as_tensor(albedo), output.texture_size, output.texture,
-                              photo_filter=output.photo_filter)
+                              photo_filter=output.photo_filter, delight=output.delight)
     return to_uint8(tex.image)
 
 

@@ -171,7 +171,8 @@ class Reconstructor:
         if not self.model.has_uv:
             return None
         return compose_texture(self.model, self.synthesis, rec.observation, rec.coarse, rec.photo.pixels, rec.albedo,
-                               output.texture_size, output.texture, photo_filter=output.photo_filter)
+                               output.texture_size, output.texture, photo_filter=output.photo_filter,
+                               delight=output.delight)
 
     def reconstruct(self, obs: FaceObservation, photo: Photo, *, face_index: int = 0, init=None) -> Reconstruction:
         """Every stage after the front-end for one observed face: coarse fit, GCN texture, metrics.

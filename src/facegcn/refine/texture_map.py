@@ -62,6 +62,7 @@ class UVTexture:
         exposure: ``(3,)`` the factor applied to every albedo (``exposure`` of
             :func:`compose_texture`; ones when off) — the parts' colours take it too.
         photo_filter: how the photo was read (one of :data:`PHOTO_FILTERS`).
+        delight: the share of the fitted shading removed (``delight`` of :func:`compose_texture`).
     """
 
     image: np.ndarray
@@ -71,6 +72,7 @@ class UVTexture:
     vertex_albedo: np.ndarray
     exposure: np.ndarray = field(default_factory=lambda: np.ones(3))
     photo_filter: str = "bicubic"
+    delight: float = 1.0
 
 
 def _skin_colour_weight(observation, max_log_lum: float = 0.6, max_chroma: float = 0.12) -> np.ndarray:
@@ -236,7 +238,8 @@ def _observe_reference(block: np.ndarray, corners, bary, photo: np.ndarray, regi
 def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndarray, albedo: torch.Tensor,
                     size: int, mode: str = "albedo", *, min_weight: float = 0.5, cos_lo: float = 0.25,
                     cos_hi: float = 0.6, alpha_sigma: float = 3.0, coarse_bands: float = 1.0,
-                    exposure: bool = True, photo_filter: str = "bicubic", shade_floor: float = 0.6) -> UVTexture:
+                    exposure: bool = True, photo_filter: str = "bicubic", shade_floor: float = 0.6,
+                    delight: float = 1.0) -> UVTexture:
     """The face's UV texture at texel resolution (see the module docstring).
 
     Args:
@@ -268,10 +271,15 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
             smile) — dividing by it alone paints bright bands into the albedo. 0.6 touches ~10 %
             of the seen vertices of a frontal photo (E / ḡ: 1st / 5th / 10th / 50th percentiles
             0.39 / 0.46 / 0.57 / 1.0 on obama.jpg).
+        delight: how much of the fitted shading the ``"albedo"`` texture removes: the photo is
+            divided by ``ḡ^(1-s) E^s`` (``s = delight``; 1 = all of it, 0 = none: the photo's
+            colours over an unshaded base).
 
     Returns:
         :class:`UVTexture`.
     """
+    if not 0.0 <= delight <= 1.0:
+        raise ConfigError(f"delight must be in [0, 1], got {delight}")
     if mode not in TEXTURE_MODES:
         raise ConfigError(f"unknown texture mode {mode!r}; choose from {', '.join(TEXTURE_MODES)}")
     if photo_filter not in PHOTO_FILTERS:
@@ -292,10 +300,12 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     gain = mean_irr if exposure else np.ones(3)
     if mode == "gcn":
         base_v = np.clip(base_v * gain, 0.0, 1.0)
-        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v, gain, photo_filter)
+        return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v, gain, photo_filter, delight)
     photo = photo_pixels.astype(np.float32) / 255.0
     base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces) * gain, 0.0, 1.0)
     base = _bake(base_v, corners, b, covered, size)
+    if mode == "albedo" and delight != 1.0:
+        terms = dict(terms, irr=mean_irr ** (1.0 - delight) * np.maximum(terms["irr"], 1e-6) ** delight)
     block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
     floor = np.maximum(shade_floor * mean_irr, 0.05)
     c_d, w_d, irr = _observe(block, corners, b, photo, region, cos_lo, cos_hi, photo_filter, floor)
@@ -322,4 +332,4 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
         out = out * fill_gutter(shade, covered, 8, "mean")
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
     return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v, gain,
-                     photo_filter)
+                     photo_filter, delight)
