@@ -39,14 +39,20 @@ def _psnr(a, b, m):
     return 10 * np.log10(1.0 / mse)
 
 
-@pytest.mark.slow
-def test_recovers_a_known_texture_from_its_image(ict):
+def _true_scene(ict, seed: int):
+    """A synthetic scene, its observation and the coarse result of its true coefficients."""
     syn = FaceSynthesis(ict)
-    scene = make_scene(ict, syn, 1)
+    scene = make_scene(ict, syn, seed)
     obs = scene_observation(scene)
     with torch.no_grad():
         st = syn.state(scene.coeffs)
         coarse = CoarseResult(scene.coeffs, st, syn.render(st))
+    return syn, scene, obs, coarse
+
+
+@pytest.mark.slow
+def test_recovers_a_known_texture_from_its_image(ict):
+    syn, scene, obs, coarse = _true_scene(ict, 1)
     S = 512
     faces, uv, fuv = ict.faces.numpy(), ict.uv.numpy(), ict.faces_uv.numpy()
     base_uv = bake_vertex_colors(scene.albedo_base.numpy(), faces, uv, fuv, size=S).astype(np.float32) / 255
@@ -171,12 +177,7 @@ def test_partial_delighting_is_the_geometric_mean_of_none_and_all(ict):
     """``delight = s`` divides the photo by ``ḡ^(1-s) E^s``: on texels taken wholly from the photo
     (no floor, no clipping) the texture at s = 0.5 is the geometric mean of s = 0 (÷ ḡ, the photo's
     colours) and s = 1 (÷ E, the full de-lighting), and s = 1 is the default composition exactly."""
-    syn = FaceSynthesis(ict)
-    scene = make_scene(ict, syn, 1)
-    obs = scene_observation(scene)
-    with torch.no_grad():
-        st = syn.state(scene.coeffs)
-        coarse = CoarseResult(scene.coeffs, st, syn.render(st))
+    syn, scene, obs, coarse = _true_scene(ict, 1)
     photo = to_uint8(scene.image.permute(1, 2, 0))
     kw = dict(shade_floor=0.0)
     full = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", **kw)
