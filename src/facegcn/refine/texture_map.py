@@ -12,6 +12,7 @@ vertices)::
     photo layer: c_p = (α_d c_d + α_m c_m) / (α_d + α_m),   alpha α = α_d + α_m
     exposure:    every colour × ḡ = Σ w_v E_v / Σ w_v    the light's mean over the seen face moves
                                                       into the albedo (its free scale, per channel)
+    partial de-lighting (``delight`` s < 1; ``"lit"`` is s = 0): the blend × (max(E, f ḡ) / ḡ)^(1−s)
 
 ``P`` maps the aligned crop to the original photo (full resolution: the texture takes the photo's
 own pixels, not the 224² crop's; read by Catmull-Rom interpolation by default, which keeps the
@@ -271,9 +272,12 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
             smile) — dividing by it alone paints bright bands into the albedo. 0.6 touches ~10 %
             of the seen vertices of a frontal photo (E / ḡ: 1st / 5th / 10th / 50th percentiles
             0.39 / 0.46 / 0.57 / 1.0 on obama.jpg).
-        delight: how much of the fitted shading the ``"albedo"`` texture removes: the photo is
-            divided by ``ḡ^(1-s) E^s`` (``s = delight``; 1 = all of it, 0 = none: the photo's
-            colours over an unshaded base).
+        delight: how much of the fitted shading the ``"albedo"`` texture removes (``s``): the
+            blended albedo (photo layer and model base alike) is multiplied by ``(E / ḡ)^(1-s)``
+            (floored ``E``), so 1 = the pure albedo, 0 = ``"lit"``. Shading the base too, not only
+            dividing the photo by ``ḡ^(1-s) E^s``, keeps the model-filled and mirrored texels on
+            the photo's shading (9 real photos at s = 0.5, renders at 0°/±30°: dlib distance to
+            the person's other photos 0.562 → 0.534, to the same photo 0.495 → 0.455).
 
     Returns:
         :class:`UVTexture`.
@@ -304,8 +308,6 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     photo = photo_pixels.astype(np.float32) / 255.0
     base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces) * gain, 0.0, 1.0)
     base = _bake(base_v, corners, b, covered, size)
-    if mode == "albedo" and delight != 1.0:
-        terms = dict(terms, irr=mean_irr ** (1.0 - delight) * np.maximum(terms["irr"], 1e-6) ** delight)
     block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
     floor = np.maximum(shade_floor * mean_irr, 0.05)
     c_d, w_d, irr = _observe(block, corners, b, photo, region, cos_lo, cos_hi, photo_filter, floor)
@@ -326,9 +328,10 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     out = laplacian_blend(torch.from_numpy(top).permute(2, 0, 1), torch.from_numpy(base).permute(2, 0, 1),
                           torch.from_numpy(alpha)[None],
                           band_gain=lambda i: 1.0 if i < fine else coarse_bands).permute(1, 2, 0).numpy()
-    if mode == "lit":
+    keep = 1.0 if mode == "lit" else 1.0 - delight  # the share of the shading put back: lit = all
+    if keep > 0:
         shade = np.zeros((size, size, 3), np.float32)
-        shade[covered] = irr / gain
+        shade[covered] = (irr / gain) ** keep
         out = out * fill_gutter(shade, covered, 8, "mean")
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
     return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v, gain,
