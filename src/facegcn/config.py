@@ -110,13 +110,14 @@ class OutputOptions:
     # how the photo is read at the texels: "bicubic" (Catmull-Rom, the default: detail ratio of 9
     # real photos 0.59 -> 0.64) or "bilinear" (before)
     photo_filter: str = "bicubic"
-    # share of the fitted SH shading the "albedo" texture removes: the blended albedo (photo and
-    # model base) is multiplied by (E / mean)^(1-s); 0 = "lit". 1 = all of it (a pure albedo, for relighting); 0.5 keeps half the photo's
-    # shading, which the exported head needs to look like the person in an unlit view: 9 real photos,
-    # renders at 0/±30° accepted as the same person as the person's other photos 0.48 -> 0.78, mean
-    # distance 0.611 -> 0.562; synthetic UV texture PSNR (seen texels) 17.81 -> 17.53 dB. Shading the
-    # model base too (not only dividing the photo by mean^(1-s) E^s): 0.562 -> 0.534, accepted
-    # 0.78 -> 0.81, to the same photo 0.495 -> 0.455, detail 0.744 -> 0.701
+    # share of the fitted SH shading the "albedo" texture removes (s): the blended albedo, photo
+    # and model base alike, is multiplied by (E / mean)^(1-s), so 0 = "lit" and 1 = all of it (a
+    # pure albedo, for relighting); 0.5 keeps half the photo's shading, which the exported head needs
+    # to look like the person in an unlit view. 9 real photos, renders at 0/±30°, dlib vs the
+    # person's other photos: dividing only the photo by mean^(1-s) E^s (before shading the base
+    # too): accepted 0.48 -> 0.78, mean distance 0.611 -> 0.562, synthetic UV texture PSNR (seen
+    # texels) 17.81 -> 17.53 dB; shading the model base too: 0.562 -> 0.534, accepted 0.78 -> 0.81,
+    # to the same photo 0.495 -> 0.455, detail 0.744 -> 0.701
     delight: float = 0.5
     figures: bool = True
 

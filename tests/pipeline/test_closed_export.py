@@ -19,6 +19,7 @@ from facegcn.io.mesh import read_glb_parts, read_obj, read_ply
 from facegcn.morphable.parts import vendored_parts_path
 from facegcn.pipeline.export import EXPORT_SCALE, export_mesh, write_outputs
 from facegcn.render import PerspectiveCamera, Renderer, rigid_transform
+from facegcn.render.bake import sample_texture_at_vertices
 
 pytestmark = pytest.mark.slow
 
@@ -77,8 +78,6 @@ def test_closed_head_has_no_see_through_pixels(rec, mesh, artifacts_dir):
 def test_seam_and_head_colours_are_skin(rec, mesh):
     """The head continues the face's skin as the texture shows it (partly shaded at the default
     delight): near the face texture's median skin colour, never background."""
-    from facegcn.render.bake import sample_texture_at_vertices
-
     V, p, m = rec.model.n_vertices, rec.model.parts, rec.model
     tex = sample_texture_at_vertices(mesh.materials[0].texture, m.uv.cpu().numpy(), m.faces_uv.cpu().numpy(),
                                      m.faces.cpu().numpy(), V)

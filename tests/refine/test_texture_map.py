@@ -10,12 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import minimum_filter
 
 from facegcn.apps.evaluate.scenes import make_scene, scene_observation
 from facegcn.coarse.fit import CoarseResult
 from facegcn.coarse.synthesis import FaceSynthesis
 from facegcn.io.imageops import to_uint8
-from facegcn.render.bake import bake_vertex_colors
+from facegcn.render.bake import bake_vertex_colors, rasterize_uv
 from facegcn.refine.texture_map import compose_texture, laplacian_blend
 
 
@@ -186,13 +187,9 @@ def test_partial_delighting_is_the_geometric_mean_of_none_and_all(ict):
     none = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", delight=0.0, **kw)
     half = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "albedo", delight=0.5, **kw)
     assert half.delight == 0.5 and full.delight == 1.0
-    from scipy.ndimage import minimum_filter
-
     lit = compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 256, "lit", **kw)
     np.testing.assert_allclose(none.image, lit.image, atol=1e-6)
     assert (full.photo_alpha < 0.5).sum() > 200  # model-filled texels are part of the check
-    from facegcn.render.bake import rasterize_uv
-
     covered = rasterize_uv(ict.uv.cpu().numpy(), ict.faces_uv.cpu().numpy(), 256)[0] >= 0
     inner = minimum_filter(covered, size=5)  # away from the layout's gutter
     ok = inner & (full.image.max(-1) < 0.98) & (none.image.max(-1) < 0.98) & (full.image.min(-1) > 0.02)
