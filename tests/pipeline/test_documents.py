@@ -23,11 +23,20 @@ def test_fitted_landmarks_in_photo_pixels(rec):
     fit68, det68 = np.asarray(doc["landmarks68_photo"]), np.asarray(doc["detected68_photo"])
     assert fit68.shape == (68, 2) and det68.shape == (68, 2)
     iod = np.linalg.norm(det68[36] - det68[45])
-    assert np.linalg.norm(fit68 - det68, axis=1).mean() < 0.06 * iod  # the fit follows the photo
+    inner = np.arange(17, 68)  # brows, nose, eyes, mouth: the same anatomy in both conventions
+    assert np.linalg.norm(fit68[inner] - det68[inner], axis=1).mean() < 0.06 * iod  # the fit follows the photo
+    # the jaw is written in the AFLW2000-3D convention (3-D points): lower on the cheek (image y
+    # down) than the model's outline vertices that the fit matched to the detector's, yet within a
+    # third of the inter-ocular distance of the detection
+    A = np.asarray(rec.observation.transform_inv)
+    outline = rec.model.landmarks(rec.coarse.state.verts_px)[0].detach().double().numpy() @ A[:, :2].T + A[:, 2]
+    cheeks = np.r_[1, 2, 3, 13, 14, 15]
+    assert ((fit68[cheeks, 1] - outline[cheeks, 1]) / iod).mean() > 0.03
+    assert np.linalg.norm(fit68[:17] - det68[:17], axis=1).max() < 0.33 * iod
     fit468, det468 = np.asarray(doc["landmarks468_photo"]), np.asarray(doc["detected468_photo"])
     assert fit468.shape == (468, 2) and det468.shape == (468, 3)
-    inner = np.r_[33, 133, 362, 263, 1, 61, 291]  # eye corners, nose tip, mouth corners
-    assert np.linalg.norm(fit468[inner] - det468[inner, :2], axis=1).mean() < 0.1 * iod
+    dense = np.r_[33, 133, 362, 263, 1, 61, 291]  # eye corners, nose tip, mouth corners
+    assert np.linalg.norm(fit468[dense] - det468[dense, :2], axis=1).mean() < 0.1 * iod
     # the projected dense points agree with the 68: nose tip (dense 1) near landmark 30
     assert np.linalg.norm(fit468[1] - fit68[30]) < 0.15 * iod
 

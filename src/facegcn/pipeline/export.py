@@ -20,6 +20,7 @@ from facegcn.io.jsonfile import strict_json
 from facegcn.io.mesh import texture_pngs, write_glb, write_obj, write_ply
 from facegcn.io.textured import Material, TexturedMesh
 from facegcn.morphable.dense import load_dense_correspondence
+from facegcn.morphable.landmarks3d import apply_landmarks, surface_landmarks
 from facegcn.morphable.closure import MOUTH_COLOUR, mouth_backing, mouth_loop
 from facegcn.io.imageops import to_uint8
 from facegcn.refine.parts_color import bake_parts_texture, part_colors
@@ -182,11 +183,13 @@ def coefficients_document(rec: "Reconstruction") -> dict[str, Any]:
 
 
 def _fitted_landmarks_photo(rec: "Reconstruction") -> dict[str, list | None]:
-    """The fit's 68 landmark vertices and (when the model has the correspondence) its 468 dense
+    """The fit's 68 landmarks (3-D surface points, the AFLW2000-3D convention:
+    :mod:`facegcn.morphable.landmarks3d`) and (when the model has the correspondence) its 468 dense
     points, projected with the fit's camera into the photo: ``{"68": (68, 2), "468": (468, 2)}``."""
     A = np.asarray(rec.observation.transform_inv, np.float64)
     px = rec.coarse.state.verts_px[0].detach().cpu().double()  # (V, 2) aligned
-    out: dict[str, list | None] = {"68": _to_photo(px[rec.model.landmark_idx.cpu()].numpy(), A), "468": None}
+    lm68 = apply_landmarks(surface_landmarks(rec.model), rec.model.faces.cpu(), px[None])[0]
+    out: dict[str, list | None] = {"68": _to_photo(lm68.numpy(), A), "468": None}
     try:
         tri, bary, _ = load_dense_correspondence(rec.model)
     except ModelFileError:

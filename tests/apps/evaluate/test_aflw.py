@@ -165,3 +165,26 @@ def test_cli_aflw2000_on_a_real_face(tmp_path):
     r = subprocess.run([sys.executable, "-m", "facegcn", "evaluate", "--aflw2000", str(tmp_path / "nope")],
                        capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 3 and r.stderr.strip().count("\n") == 0
+
+
+def test_fit_predictor_reads_the_3d_convention_points(ict):
+    """The fit's prediction is the model's AFLW2000-3D surface points (not its outline vertices) of
+    the fitted projection, mapped to photo pixels: checked against the barycentric sum by hand."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from facegcn.apps.evaluate.aflw import fit_predictor
+    from facegcn.morphable.landmarks3d import surface_landmarks
+
+    px = torch.rand(1, ict.n_vertices, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 200
+    A = np.array([[0.5, 0.1, 10.0], [-0.1, 0.5, 20.0]])
+    obs = SimpleNamespace(transform_inv=A)
+    rec = SimpleNamespace(model=ict, observe=lambda photo: (None, [obs]),
+                          fit_coarse=lambda o: SimpleNamespace(state=SimpleNamespace(verts_px=px)))
+    got = fit_predictor(rec)(None)
+    emb, faces = surface_landmarks(ict), ict.faces.numpy()
+    p = px[0].numpy()
+    ref = np.stack([sum(emb.bary[j, k] * p[faces[emb.tri[j], k]] for k in range(3)) for j in range(68)])
+    assert np.allclose(got, ref @ A[:, :2].T + A[:, 2], atol=1e-9)
+    assert not np.allclose(got[:17], p[ict.landmark_idx.numpy()][:17] @ A[:, :2].T + A[:, 2], atol=1.0)

@@ -204,14 +204,19 @@ def frontend_predictor(detector: str = "cascade", config=None) -> Callable:
 
 
 def fit_predictor(reconstructor) -> Callable:
-    """``photo -> (68, 2)``: the coarse fit's 68 landmark vertices projected into the photo (the
-    AFLW2000-3D convention: 3D points, not the silhouette), for the best face (None when none).
+    """``photo -> (68, 2)``: the coarse fit's 68 landmarks projected into the photo, in the
+    AFLW2000-3D convention (BFM's keypoints as surface points of the fitted mesh, not the 2-D
+    outline: :mod:`facegcn.morphable.landmarks3d`), for the best face (None when none).
 
     Args:
         reconstructor: a :class:`~facegcn.pipeline.Reconstructor` (its front-end and coarse fit run;
             no texture).
     """
     from facegcn.errors import NoFaceError
+    from facegcn.morphable.landmarks3d import apply_landmarks, surface_landmarks
+
+    model = reconstructor.model
+    emb, faces = surface_landmarks(model), model.faces.cpu()
 
     def predict(photo):
         try:
@@ -222,7 +227,8 @@ def fit_predictor(reconstructor) -> Callable:
             return None
         obs = observations[0]
         coarse = reconstructor.fit_coarse(obs)
-        lm = coarse.state.landmarks[0].detach().cpu().double().numpy()
+        px = coarse.state.verts_px.detach().cpu().double()  # (1, V, 2) aligned frame
+        lm = apply_landmarks(emb, faces, px)[0].numpy()
         A = np.asarray(obs.transform_inv, np.float64)
         return lm @ A[:, :2].T + A[:, 2]
 
