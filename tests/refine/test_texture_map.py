@@ -202,3 +202,24 @@ def test_partial_delighting_is_the_geometric_mean_of_none_and_all(ict):
     assert np.quantile(err, 0.99) < 0.01 * np.median(shading)
     with pytest.raises(Exception, match="delight"):
         compose_texture(ict, syn, obs, coarse, photo, scene.albedo_base, 64, "albedo", delight=1.5)
+
+
+def test_photo_islands_are_dropped_with_their_fringe():
+    """A small blob of photo alpha away from the face (a skin-coloured highlight in a fringe) goes,
+    soft edge included; the face's own region and a second large region stay bitwise."""
+    from scipy.ndimage import gaussian_filter
+
+    from facegcn.refine.texture_map import drop_photo_islands
+
+    a = np.zeros((128, 128), np.float32)
+    a[60:120, 10:118] = 1.0  # the face
+    a[5:40, 70:110] = 1.0  # a second large region (> 5 % of the face): kept
+    a[10:14, 20:24] = 1.0  # 16 texels: an island
+    a = np.clip(gaussian_filter(a, 1.5), 0, 1).astype(np.float32)
+    out = drop_photo_islands(a)
+    near_island = np.zeros_like(a, bool)
+    near_island[4:20, 14:30] = True
+    assert a[near_island].max() > 0.5 and out[near_island].max() == 0.0
+    assert np.array_equal(out[~near_island], a[~near_island])
+    one = np.clip(gaussian_filter((np.arange(128)[:, None] > 60) * np.ones((1, 128)), 2.0), 0, 1).astype(np.float32)
+    assert np.array_equal(drop_photo_islands(one), one)  # a single region: unchanged

@@ -28,7 +28,8 @@ def graph_laplacian(faces: np.ndarray, n_vertices: int) -> sp.csr_matrix:
 
 
 def skin_filled_albedo(albedo: np.ndarray, trust: np.ndarray, faces: np.ndarray, *, threshold: float = 0.5,
-                       fallback: np.ndarray | None = None) -> np.ndarray:
+                       fallback: np.ndarray | None = None, agree: tuple[float, float] | None = (0.15, 0.35),
+                       features: np.ndarray | None = None) -> np.ndarray:
     """Albedo with every untrusted vertex taken from the harmonic extension of the trusted ones.
 
     Args:
@@ -39,9 +40,17 @@ def skin_filled_albedo(albedo: np.ndarray, trust: np.ndarray, faces: np.ndarray,
         threshold: vertices with ``trust >= threshold`` are the fixed (trusted) ones.
         fallback: ``(3,)`` colour for mesh components without any trusted vertex (default: the
             median albedo of the trusted vertices, or of all when none is trusted).
+        agree: ``(d0, d1)``: a partly trusted vertex (trust < threshold) keeps its albedo only as
+            far as it agrees with the fill: ``t`` is scaled by ``clip((d1 − d) / (d1 − d0), 0, 1)``,
+            ``d`` the largest per-channel ``|log albedo − log harmonic|``. At a mask's edge the
+            GCN albedo has also fitted what lay just outside (a fringe's strands darken it by
+            30–40 %); skin's own variation stays below ``d0``. None: off.
+        features: ``(V,)`` bool, vertices exempt from the agreement factor (brows, eyes, lips,
+            nose: colours that are meant to differ from the skin fill).
 
     Returns:
-        ``(V, 3)`` float64: ``t · albedo + (1 − t) · harmonic`` with ``t = clip(trust / threshold, 0, 1)``.
+        ``(V, 3)`` float64: ``t · albedo + (1 − t) · harmonic`` with ``t = clip(trust / threshold, 0, 1)``
+        (× the agreement factor on the partly trusted vertices).
     """
     albedo = np.asarray(albedo, np.float64)
     trust = np.clip(np.asarray(trust, np.float64).reshape(-1), 0.0, 1.0)
@@ -59,5 +68,12 @@ def skin_filled_albedo(albedo: np.ndarray, trust: np.ndarray, faces: np.ndarray,
         L_uu = L_uu + sp.identity(len(unknown)) * 1e-6
         rhs = rhs + 1e-6 * ref
         fill[unknown] = np.asarray(spsolve(L_uu.tocsc(), rhs)).reshape(len(unknown), 3)
-    t = np.clip(trust / threshold, 0.0, 1.0)[:, None]
-    return np.clip(t * albedo + (1.0 - t) * fill, 0.0, 1.0)
+    t = np.clip(trust / threshold, 0.0, 1.0)
+    if agree is not None and len(unknown):
+        d0, d1 = agree
+        d = np.abs(np.log(np.maximum(albedo[unknown], 1e-3)) - np.log(np.maximum(fill[unknown], 1e-3))).max(1)
+        f = np.clip((d1 - d) / (d1 - d0), 0.0, 1.0)
+        if features is not None:
+            f[np.asarray(features, bool)[unknown]] = 1.0
+        t[unknown] *= f
+    return np.clip(t[:, None] * albedo + (1.0 - t[:, None]) * fill, 0.0, 1.0)

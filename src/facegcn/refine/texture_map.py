@@ -147,6 +147,53 @@ def laplacian_blend(top: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor, 
     return out
 
 
+def drop_photo_islands(alpha: np.ndarray, level: float = 0.5, min_share: float = 0.05) -> np.ndarray:
+    """Photo alpha without its small islands: texels that a few skin-coloured pixels far from the
+    face fed (a blond fringe's highlight, a gap in the hair), which would bake a stray patch of
+    photo, framed by hair colour, into the model-filled forehead.
+
+    The components (4-neighbours) of ``alpha ≥ level`` smaller than ``min_share`` of the largest
+    are islands; every texel takes the component of its nearest ``≥ level`` texel, and those
+    belonging to an island get alpha 0 (their soft fringe goes with them).
+
+    Args:
+        alpha: ``(S, S)`` float in [0, 1] (unblurred).
+
+    Returns:
+        ``(S, S)`` float32, ``alpha`` with the islands zeroed (unchanged when there are none).
+    """
+    from scipy import ndimage
+
+    solid = alpha >= level
+    comp, n = ndimage.label(solid)
+    if n <= 1:
+        return alpha.astype(np.float32)
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    island = sizes < min_share * sizes[1:].max()
+    island[0] = False
+    if not island.any():
+        return alpha.astype(np.float32)
+    _, (iy, ix) = ndimage.distance_transform_edt(~solid, return_indices=True)
+    out = alpha.astype(np.float32).copy()
+    out[island[comp[iy, ix]]] = 0.0
+    return out
+
+
+def _feature_vertices(model, rings: int = 2) -> np.ndarray | None:
+    """``(V,)`` bool: the model's brow, eye, nose and mouth vertices and ``rings`` rings around
+    them (None when the model names none of these regions)."""
+    names = [n for n in ("brows", "eyes", "nose", "mouth") if n in model.region_names]
+    if not names:
+        return None
+    m = np.zeros(model.n_vertices, bool)
+    for n in names:
+        m[model.region(n).cpu().numpy()] = True
+    faces = model.faces.cpu().numpy()
+    for _ in range(rings):
+        m[faces[m[faces].any(1)].ravel()] = True
+    return m
+
+
 def _bake(colors: np.ndarray, corners, bary, covered: np.ndarray, size: int) -> np.ndarray:
     """Per-vertex ``colors (V, 3)`` over the covered texels, gutter-filled: ``(S, S, 3)`` float32."""
     tex = np.zeros((size, size, 3), np.float32)
@@ -306,7 +353,7 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
         base_v = np.clip(base_v * gain, 0.0, 1.0)
         return UVTexture(_bake(base_v, corners, b, covered, size), alpha, 0.0, mode, base_v, gain, photo_filter, delight)
     photo = photo_pixels.astype(np.float32) / 255.0
-    base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces) * gain, 0.0, 1.0)
+    base_v = np.clip(skin_filled_albedo(base_v, seen_v, faces, features=_feature_vertices(model)) * gain, 0.0, 1.0)
     base = _bake(base_v, corners, b, covered, size)
     block = np.concatenate([terms[k] for k in _COLUMNS], 1).astype(np.float32)
     floor = np.maximum(shade_floor * mean_irr, 0.05)
@@ -323,6 +370,9 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
     idx = np.flatnonzero(covered.reshape(-1))[seen]
     top.reshape(-1, 3)[idx] = (a_d[seen, None] * c_d[seen] + a_m[seen, None] * c_m[seen]) / a[seen, None]
     alpha[covered] = a
+    alpha = drop_photo_islands(alpha)
+    dropped = (alpha == 0) & covered
+    top[dropped] = base[dropped]  # no photo colour left where the alpha is 0 (the coarse bands would carry it)
     alpha = np.clip(gaussian_filter(alpha, alpha_sigma * size / 1024.0), 0.0, 1.0) * covered
     fine = max(1, int(round(np.log2(size / 128.0))))  # bands finer than ~8 texels at S = 1024
     out = laplacian_blend(torch.from_numpy(top).permute(2, 0, 1), torch.from_numpy(base).permute(2, 0, 1),
