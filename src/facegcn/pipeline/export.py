@@ -171,8 +171,9 @@ def coefficients_document(rec: "Reconstruction") -> dict[str, Any]:
         "coefficients": {k: v[0] for k, v in rec.coarse.coeffs.as_dict().items()},
         "landmarks_aligned": np.asarray(obs.landmarks).tolist(),
         "landmarks_units": "x, y pixels, pixel centres at integers, y down",
-        # the fitted model's 68 Multi-PIE vertices projected into the photo (AFLW2000-3D's
-        # convention: 3D points, hidden ones included) and MediaPipe's 468 points on the fitted mesh
+        # the fitted mesh's 68 Multi-PIE landmarks projected into the photo in AFLW2000-3D's
+        # convention (BFM's keypoints as surface points, hidden ones included: morphable.landmarks3d)
+        # and MediaPipe's 468 points on the fitted mesh
         "landmarks68_photo": fitted["68"],
         "landmarks468_photo": fitted["468"],
         # what the front-end detected: dlib's 68 and MediaPipe's 468 (x, y, z) in photo pixels
