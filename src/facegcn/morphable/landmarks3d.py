@@ -73,6 +73,8 @@ def vertex_landmarks(model) -> SurfaceLandmarks:
 
 
 def write_landmarks3d(path: str | Path, emb: SurfaceLandmarks, model) -> Path:
+    """Write ``emb`` for ``model`` in the module's file format (with the mesh's counts and
+    triangle checksum, so a file is never applied to another mesh); returns ``path``."""
     path = Path(path)
     np.savez_compressed(path, tri=emb.tri.astype(np.int32), bary=emb.bary.astype(np.float32),
                         distance=emb.distance.astype(np.float32), n_vertices=np.int64(model.n_vertices),
