@@ -107,3 +107,33 @@ def test_the_shipped_file_is_what_the_script_derives(ict, tmp_path):
                     os.environ["FACEGCN_PRNET_DATA"], "--out", str(out)], check=True, capture_output=True)
     a, b = surface_landmarks(ict, out), surface_landmarks(ict)
     assert np.array_equal(a.tri, b.tri) and np.allclose(a.bary, b.bary, atol=1e-6)
+
+
+def test_the_derivation_script_on_a_prnet_format_folder(ict, tmp_path):
+    """tools/make_landmarks3d.py end to end on a folder in PRNet's format whose 'BFM' keypoints are
+    ICT's own landmark vertices in PRNet's frame (y down, other scale, offset, rotated): the
+    embedding it writes must give those vertices back."""
+    import subprocess
+    import sys
+
+    mean, idx = _mean(ict), ict.landmark_idx.cpu().numpy()
+    R = Rotation.from_euler("xyz", [5, -10, 3], degrees=True).as_matrix()
+    kp = (120.0 * mean[idx] @ R.T) * np.array([1.0, -1.0, 1.0]) + np.array([128.0, 250.0, 90.0])
+    rng = np.random.default_rng(2)
+    n = 300
+    flat = rng.choice(256 * 256, n, replace=False)  # the position map's face pixels, in file order
+    verts = rng.normal(size=(n, 3)) * 50
+    rows = rng.choice(n, 68, replace=False)
+    verts[rows] = kp
+    u, v = flat[rows] % 256, flat[rows] // 256
+    np.save(tmp_path / "canonical_vertices.npy", verts)
+    np.savetxt(tmp_path / "face_ind.txt", flat.astype(np.float64))
+    np.savetxt(tmp_path / "uv_kpt_ind.txt", np.stack([u, v]).astype(np.float64))
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "l.npz"
+    r = subprocess.run([sys.executable, str(root / "tools/make_landmarks3d.py"), "--prnet-data", str(tmp_path),
+                        "--out", str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    emb = surface_landmarks(ict, out)
+    pts = apply_landmarks(emb, ict.faces, torch.as_tensor(mean)[None])[0].numpy()
+    assert np.abs(pts - mean[idx]).max() < 1e-6
