@@ -42,7 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from facegcn.graph.geometry import embed_aligned_points, similarity_fit
+    from facegcn.frontend.geometry import umeyama_similarity
+    from facegcn.graph.geometry import closest_points_on_mesh
     from facegcn.morphable import load_model
     from facegcn.morphable.landmarks3d import INNER, SurfaceLandmarks, landmarks3d_path, write_landmarks3d
 
@@ -50,9 +51,10 @@ def main(argv=None) -> int:
     ref = bfm_keypoints(a.prnet_data)
     mean = model.mean_shape.double().cpu().numpy()
     own = mean[model.landmark_idx.cpu().numpy()]
-    s, R, t = similarity_fit(ref[INNER], own[INNER])
-    res = np.linalg.norm(s * ref[INNER] @ R.T + t - own[INNER], axis=1)
-    tri, bary, dist = embed_aligned_points(ref, INNER, own[INNER], mean, model.faces.cpu().numpy())
+    M = umeyama_similarity(ref[INNER], own[INNER])  # on the 51 inner points
+    aligned = ref @ M[:, :3].T + M[:, 3]
+    res = np.linalg.norm(aligned[INNER] - own[INNER], axis=1)
+    tri, bary, dist = closest_points_on_mesh(aligned, mean, model.faces.cpu().numpy())
     emb = SurfaceLandmarks(tri, bary, dist, "BFM keypoints via PRNet canonical_vertices.npy + uv_kpt_ind.txt, "
                            "aligned on the 51 inner points, closest surface points")
     out = a.out or landmarks3d_path(model.name)

@@ -18,7 +18,8 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from facegcn.errors import ModelFileError
-from facegcn.graph.geometry import embed_aligned_points, similarity_fit
+from facegcn.frontend.geometry import umeyama_similarity
+from facegcn.graph.geometry import closest_points_on_mesh
 from facegcn.morphable.landmarks3d import (
     INNER,
     apply_landmarks,
@@ -33,12 +34,15 @@ def _mean(model) -> np.ndarray:
     return model.mean_shape.double().cpu().numpy()
 
 
-def test_similarity_fit_recovers_a_transform():
+def test_similarity_fit_recovers_a_3d_transform():
     rng = np.random.default_rng(0)
     src = rng.normal(size=(40, 3))
     R = Rotation.from_rotvec(rng.normal(size=3)).as_matrix()
     dst = 2.5 * src @ R.T + np.array([1.0, -2.0, 0.5])
-    s, R2, t = similarity_fit(src, dst)
+    M = umeyama_similarity(src, dst)
+    assert M.shape == (3, 4)
+    s = np.cbrt(np.linalg.det(M[:, :3]))
+    R2, t = M[:, :3] / s, M[:, 3]
     assert s == pytest.approx(2.5, rel=1e-12) and np.allclose(R2, R, atol=1e-12)
     assert np.allclose(t, [1.0, -2.0, 0.5], atol=1e-12) and np.linalg.det(R2) == pytest.approx(1.0)
 
@@ -47,7 +51,8 @@ def test_embedding_the_models_own_landmarks_gives_them_back(ict):
     mean, faces, idx = _mean(ict), ict.faces.cpu().numpy(), ict.landmark_idx.cpu().numpy()
     R = Rotation.from_euler("xyz", [20, -35, 10], degrees=True).as_matrix()
     ref = 30.0 * mean[idx] @ R.T + np.array([5.0, 200.0, -3.0])  # another model's frame and units
-    tri, bary, dist = embed_aligned_points(ref, INNER, mean[idx][INNER], mean, faces)
+    M = umeyama_similarity(ref[INNER], mean[idx][INNER])
+    tri, bary, dist = closest_points_on_mesh(ref @ M[:, :3].T + M[:, 3], mean, faces)
     pts = (mean[faces[tri]] * bary[..., None]).sum(1)
     assert np.abs(pts - mean[idx]).max() < 1e-9 and dist.max() < 1e-9
 

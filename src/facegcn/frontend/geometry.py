@@ -1,4 +1,4 @@
-"""2-D transform helpers shared by alignment and the identity chips.
+"""2-D transform helpers shared by alignment and the identity chips (the similarity fit works in 3-D too).
 
 Conventions: points are ``(x, y)`` in pixel units with pixel centres at integer coordinates (the
 OpenCV/dlib convention). A 2x3 matrix ``M`` maps ``p -> M[:, :2] @ p + M[:, 2]``.
@@ -11,28 +11,33 @@ import numpy as np
 
 def umeyama_similarity(src: np.ndarray, dst: np.ndarray, *, rotation: bool = True) -> np.ndarray:
     """Least-squares similarity ``dst ≈ s R src + t`` (Umeyama 1991, eqs. 34-43, as dlib's
-    ``find_similarity_transform``). With ``rotation=False`` only scale and translation are fitted
-    (as Deep3DFaceRecon's ``align_img``). Returns a 2x3 float64 matrix."""
-    src = np.asarray(src, np.float64).reshape(-1, 2)
-    dst = np.asarray(dst, np.float64).reshape(-1, 2)
+    ``find_similarity_transform``; a proper rotation). With ``rotation=False`` only scale and
+    translation are fitted (as Deep3DFaceRecon's ``align_img``). Points are ``(N, D)`` rows (2-D
+    pixels, or 3-D points); anything else is read as 2-D pairs. Returns a ``D × (D+1)`` float64
+    matrix (2x3 in the plane)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    if src.ndim != 2:
+        src, dst = src.reshape(-1, 2), dst.reshape(-1, 2)
     if src.shape != dst.shape or len(src) < 2:
         raise ValueError("need at least two matching point pairs")
+    dim = src.shape[1]
     mu_s, mu_d = src.mean(0), dst.mean(0)
     s0, d0 = src - mu_s, dst - mu_d
     var_s = (s0**2).sum() / len(src)
     if rotation:
         cov = d0.T @ s0 / len(src)
         u, d, vt = np.linalg.svd(cov)
-        sign = np.eye(2)
+        sign = np.eye(dim)
         det = np.linalg.det(cov)
         if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-            sign[1, 1] = -1
+            sign[-1, -1] = -1
         r = u @ sign @ vt
         c = np.trace(np.diag(d) @ sign) / var_s if var_s > 0 else 1.0
         a = c * r
     else:
         c = (d0 * s0).sum() / len(src) / var_s if var_s > 0 else 1.0
-        a = c * np.eye(2)
+        a = c * np.eye(dim)
     t = mu_d - a @ mu_s
     return np.concatenate([a, t[:, None]], axis=1)
 

@@ -156,39 +156,3 @@ def unique_nearest(query, targets) -> np.ndarray:
                 raise FaceGCNError("internal error: unique nearest-vertex assignment failed")
         k = min(nt, k * 4)
 
-
-def similarity_fit(src, dst) -> tuple[float, np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ≈ s · R · src + t`` (Umeyama 1991; a proper rotation).
-
-    Args:
-        src, dst: ``(N, 3)`` corresponding points, N ≥ 3, not collinear.
-
-    Returns:
-        ``(s, R, t)``: float scale, ``(3, 3)`` float64 rotation (det +1), ``(3,)`` float64.
-    """
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    ms, md = src.mean(0), dst.mean(0)
-    a, b = src - ms, dst - md
-    U, S, Vt = np.linalg.svd(b.T @ a)
-    D = np.diag([1.0, 1.0, np.sign(np.linalg.det(U @ Vt))])
-    R = U @ D @ Vt
-    s = float((S * np.diag(D)).sum() / (a ** 2).sum())
-    return s, R, md - s * R @ ms
-
-
-def embed_aligned_points(points, anchors, targets, vertices, faces):
-    """Move points of another frame onto a mesh: the similarity that best maps ``points[anchors]``
-    onto ``targets`` (:func:`similarity_fit`) is applied to every point, and each lands on its
-    closest surface point (:func:`closest_points_on_mesh`).
-
-    Args:
-        points: ``(N, 3)`` in their own frame and units; anchors: ``(K,)`` indices into them.
-        targets: ``(K, 3)`` where the anchors belong on the mesh; vertices ``(V, 3)``, faces ``(F, 3)``.
-
-    Returns:
-        ``(tri, weights, distance)`` as :func:`closest_points_on_mesh` (distance: aligned point →
-        surface, mesh units).
-    """
-    points = np.asarray(points, np.float64)
-    s, R, t = similarity_fit(points[np.asarray(anchors)], targets)
-    return closest_points_on_mesh(s * points @ R.T + t, vertices, faces)

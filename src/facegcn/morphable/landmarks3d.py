@@ -14,8 +14,8 @@ Benchmarks in the 3-D convention (``facegcn evaluate --aflw2000``, ``coeffs.json
 ``landmarks68_photo``) read the fitted mesh at the surface points of this module:
 ``Σ_k bary[j, k] · verts[faces[tri[j], k]]``, j = 0…67.
 
-Derivation (``tools/make_landmarks3d.py`` with
-:func:`facegcn.graph.geometry.embed_aligned_points`): BFM's 68 keypoints
+Derivation (``tools/make_landmarks3d.py``: :func:`facegcn.frontend.geometry.umeyama_similarity`,
+then :func:`facegcn.graph.geometry.closest_points_on_mesh`): BFM's 68 keypoints
 on its mean face (read from PRNet's MIT-licensed ``canonical_vertices.npy`` at the UV pixels of
 ``uv_kpt_ind.txt``; not shipped) are aligned to this model's mean shape by the similarity transform
 that best maps their 51 inner points (brows, nose, eyes, mouth: the same anatomy in both
