@@ -244,3 +244,22 @@ def test_numpy_arrays():
 def test_pil_image_input():
     a = _gradient()
     np.testing.assert_array_equal(load_image(Image.fromarray(a)).pixels, a)
+
+
+def test_encode_png_is_lossless_at_any_level_and_the_level_trades_size():
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from facegcn.io.imageops import PNG_COMPRESS_LEVEL, encode_png
+
+    rng = np.random.default_rng(3)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), 16, 0), 16, 1)
+    arr = np.clip(smooth.astype(int) + rng.integers(-3, 4, smooth.shape), 0, 255).astype(np.uint8)
+    sizes = {}
+    for level in (PNG_COMPRESS_LEVEL, 9):
+        png = encode_png(arr, compress_level=level)
+        np.testing.assert_array_equal(np.asarray(_Image.open(_io.BytesIO(png))), arr)
+        sizes[level] = len(png)
+    assert sizes[9] < sizes[PNG_COMPRESS_LEVEL]
+    np.testing.assert_array_equal(np.asarray(_Image.open(_io.BytesIO(encode_png(arr[..., 0])))), arr[..., 0])

@@ -293,12 +293,7 @@ def colourise_labels(labels: np.ndarray, image: np.ndarray | None = None, alpha:
 def save_label_png(path: str | Path, labels: np.ndarray, image: np.ndarray | None = None, alpha: float = 0.55) -> Path:
     """Write a colour-coded PNG of a label map (blended over ``image`` when given), atomically.
     Colours: skin tan, brows brown, eyes blue, nose green, mouth red, background black/image."""
-    import io
-
-    from PIL import Image
-
     from facegcn.io.atomic import atomic_write_bytes
+    from facegcn.io.imageops import encode_png
 
-    buf = io.BytesIO()
-    Image.fromarray(colourise_labels(labels, image, alpha)).save(buf, format="PNG")
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_bytes(path, encode_png(colourise_labels(labels, image, alpha)))

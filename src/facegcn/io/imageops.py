@@ -42,12 +42,19 @@ def image_to_uint8(img: torch.Tensor) -> np.ndarray:
     return to_uint8(img.detach().permute(1, 2, 0))
 
 
-def encode_png(arr: np.ndarray) -> bytes:
-    """PNG bytes of an ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` ``uint8`` array."""
+# zlib level of the PNGs the package writes. 1 rather than PIL's 6: the demo's five PNGs (1024² texture
+# and parts map, overlay, figure, mask) encode 2.9x faster (0.62 -> 0.22 s, Xeon, 1 thread)
+# for 23 % more bytes (1.19 -> 1.46 MB; the texture 383 -> 518 kB); PNG is lossless either way
+PNG_COMPRESS_LEVEL = 1
+
+
+def encode_png(arr: np.ndarray, compress_level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """PNG bytes of an ``(H, W)``, ``(H, W, 3)`` or ``(H, W, 4)`` ``uint8`` array (lossless; the
+    zlib level only trades size for time)."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(arr, dtype=np.uint8)).save(buf, format="PNG", compress_level=compress_level)
     return buf.getvalue()
 
 
