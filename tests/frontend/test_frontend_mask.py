@@ -163,3 +163,21 @@ def test_segmenter_is_pluggable(astronaut_photo):
     assert set(torch.unique(o.labels).tolist()) == {0, 1}
     assert o.labels[112, 112] == 1 and o.labels[0, 0] == 0
     assert torch.isnan(o.identity).all()
+
+
+def test_feature_regions_off_the_face_are_dropped():
+    """attached(): a component of a feature region that touches no skin (a profile's far brow drawn
+    in the background) goes; one touching the skin stays whole, even where it runs past it."""
+    from facegcn.frontend.mask import attached
+
+    near = np.zeros((40, 60), bool)
+    near[10:30, 5:25] = True  # the skin, grown
+    region = np.zeros_like(near)
+    region[12:16, 20:35] = True  # a brow overlapping the skin's edge
+    region[12:16, 45:55] = True  # a brow out in the background
+    kept = attached(region, near)
+    expected = np.zeros_like(near)
+    expected[12:16, 20:35] = True
+    np.testing.assert_array_equal(kept, expected)
+    np.testing.assert_array_equal(attached(np.zeros_like(near), near), np.zeros_like(near))
+    np.testing.assert_array_equal(attached(region, np.ones_like(near)), region)

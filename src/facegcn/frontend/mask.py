@@ -119,6 +119,23 @@ def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     return {"outline": [outline], "brows": brows, "eyes": eyes, "nose": [nose], "mouth": mouth}
 
 
+def attached(region: np.ndarray, near: np.ndarray) -> np.ndarray:
+    """The connected parts of ``region`` (bool (H, W)) that overlap ``near`` (the skin and nose
+    grown by a few pixels). A feature polygon drawn from landmarks that sit off the face — the far
+    brow and eye of a profile, placed by dlib's predictor in the background (seen on AFLW2000-3D
+    images at 65-71° yaw) — touches no skin and is dropped; on a frontal face every brow, eye and
+    mouth touches skin and stays."""
+    from scipy import ndimage
+
+    comp, n = ndimage.label(region)
+    if n == 0:
+        return region
+    keep = np.zeros(n + 1, bool)
+    keep[np.unique(comp[region & near])] = True
+    keep[0] = False
+    return keep[comp]
+
+
 def cheek_sample_mask(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Bool mask of the two cheek patches (between lower eyelid, nose side, mouth corner and jaw)
     and the nose bridge, shrunk inward — the skin samples of :class:`SkinColourModel`."""
@@ -264,9 +281,10 @@ class LandmarkSkinSegmenter(FaceSegmenter):
         relaxed = SkinColourModel(model.mean, model.cov, threshold=model.threshold * self.nose_relax)
         nose = polygon_mask(polys["nose"][0], shape) & valid_m & relaxed.mask(img)
         labels[nose] = NOSE
+        near_face = ndimage.binary_dilation(labels > 0, iterations=3)
         for name, lab in (("brows", BROWS), ("eyes", EYES), ("mouth", MOUTH)):
             for poly in polys[name]:
-                labels[polygon_mask(poly, shape) & valid_m] = lab
+                labels[attached(polygon_mask(poly, shape) & valid_m, near_face)] = lab
         if self.facial_hair:
             labels[facial_hair_mask(img, landmarks, labels, float(model.mean[0]), valid_m)] = FACIAL_HAIR
         return Segmentation(labels=labels, skin_weight=weight.astype(np.float32))
