@@ -128,11 +128,8 @@ def attached(region: np.ndarray, near: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
     comp, n = ndimage.label(region)
-    if n == 0:
-        return region
-    keep = np.zeros(n + 1, bool)
-    keep[np.unique(comp[region & near])] = True
-    keep[0] = False
+    keep = np.zeros(n + 1, bool)  # keep[0], the outside of region, stays False
+    keep[comp[region & near]] = True
     return keep[comp]
 
 
