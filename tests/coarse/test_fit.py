@@ -61,3 +61,25 @@ def test_the_identity_stage_runs_when_asked(ict, syn):
     assert stages and "identity" in stages[0] and 0.0 < stages[0]["identity"] < 2 * cfg.weights.identity
     assert "identity" in res.timings
     assert FitConfig().steps_identity == 0
+
+
+def test_the_photo_stage_takes_its_own_learning_rate(ict, syn):
+    # albedo and light are free only in the photometric stage: at lr_photo 0 they keep their start
+    # values, at lr_photo None they move with the shared lr; from_options carries the option
+    from facegcn.config import CoarseOptions
+
+    assert FitConfig.from_options(CoarseOptions(lr_photo=0.03)).lr_photo == 0.03
+    assert FitConfig.from_options(CoarseOptions(lr_photo=None)).lr_photo is None
+    gt = random_face(ict, 6)
+    with torch.no_grad():
+        st = syn.state(gt)
+        r = syn.render(st, background=torch.tensor([0.3, 0.5, 0.4]))
+    moved = {}
+    for lr_photo in (0.0, None):
+        cfg = FitConfig(steps_rigid=2, steps_landmark=2, steps_photo=3, steps_identity=0, lr_photo=lr_photo)
+        res = CoarseFitter(ict, cfg, synthesis=syn).fit(r.image, st.landmarks, r.mask)
+        moved[lr_photo] = float(res.coeffs.tex.abs().max() + res.coeffs.sh.sub(0).abs().max())
+    still = CoarseFitter(ict, FitConfig(0, 0, 0, 0), synthesis=syn).fit(r.image, st.landmarks, r.mask)
+    start = float(still.coeffs.tex.abs().max() + still.coeffs.sh.abs().max())
+    assert abs(moved[0.0] - start) < 1e-7
+    assert moved[None] > start + 1e-3

@@ -44,6 +44,7 @@ class FitConfig:
     steps_identity: int = _D.steps_identity
     lr: float = _D.lr
     lr_rigid: float = _D.lr_rigid
+    lr_photo: float | None = _D.lr_photo
     identity_every: int = _D.identity_every
     dense_weight: float = _D.dense_weight
     weights: CoarseWeights = field(default_factory=lambda: _weights(_D))
@@ -52,7 +53,7 @@ class FitConfig:
     @classmethod
     def from_options(cls, o: CoarseOptions, progress: bool = False) -> "FitConfig":
         return cls(steps_rigid=o.steps_rigid, steps_landmark=o.steps_landmark, steps_photo=o.steps_photo,
-                   steps_identity=o.steps_identity, lr=o.lr, lr_rigid=o.lr_rigid,
+                   steps_identity=o.steps_identity, lr=o.lr, lr_rigid=o.lr_rigid, lr_photo=o.lr_photo,
                    identity_every=o.identity_every, dense_weight=o.dense_weight, weights=_weights(o),
                    progress=progress)
 
@@ -185,7 +186,7 @@ class CoarseFitter:
         run("landmark", cfg.steps_landmark, ["angles", "trans", "id", "exp"], {"landmark", "reg"}, cfg.lr)
         all_ = ["angles", "trans", "id", "exp", "tex", "sh"]
         photo = {"landmark", "photo", "reg", "gamma", "reflectance"}
-        run("photo", cfg.steps_photo, all_, photo, cfg.lr)
+        run("photo", cfg.steps_photo, all_, photo, cfg.lr if cfg.lr_photo is None else cfg.lr_photo)
         if identity is not None and cfg.steps_identity > 0:
             run("identity", cfg.steps_identity, all_, photo | {"identity"}, cfg.lr * 0.5)
         bar.close()
