@@ -22,6 +22,7 @@ from facegcn.frontend.identity import IdentityEncoder, embed_aligned
 from facegcn.graph import TextureGenerator, build_hierarchy
 from facegcn.refine.lanes import BranchLanes
 from facegcn.refine.losses import RefineWeights, refine_objective
+from facegcn.refine.photo_start import photo_start_albedo
 from facegcn.render import sample_image, sh_irradiance, sh_shading
 
 
@@ -87,6 +88,11 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     base_albedo = st.albedo.detach().clamp(0, 1)
     vis = coarse.rendering.visibility.to(dev)
     x_in = refiner_input(base_albedo, image, st.verts_px.detach(), vis)
+    reference = base_albedo  # the vertex-wise loss's reference: the 3DMM albedo
+    normals = st.normals.detach()
+    irradiance = sh_irradiance(normals, c.sh.detach())  # sh_shading(n, alb, sh) == irradiance * alb
+    if opt_cfg.photo_start:
+        base_albedo = photo_start_albedo(model, synthesis, observation, coarse, base_albedo, irradiance)
     gen = generator or TextureGenerator(model_hierarchy(model)).to(dev)
     with torch.no_grad():  # start at the coarse albedo: shrink the merger's output weights
         for p in gen.merger.parameters():
@@ -108,12 +114,10 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
     hist: list[dict] = []
     steps = int(opt_cfg.steps)
     bar = tqdm(range(steps), desc="texture refine", disable=not progress, leave=False)
-    normals = st.normals.detach()
     verts = st.vertices.detach()
     ident_n = torch.nn.functional.normalize(ident, dim=-1) * 10.0  # dlib descriptors have norm ≈ 1
     # geometry, pose and light are fixed: the SH irradiance is a constant factor and the mesh is
     # rasterised once (interpolation = one sparse pixel × vertex product per step)
-    irradiance = sh_irradiance(normals, c.sh.detach())  # sh_shading(n, alb, sh) == irradiance * alb
     view = synthesis.renderer.fixed(verts)
     # decoder ∥ refiner on two threads (CPU; facegcn.refine.lanes); the plain generator elsewhere
     lanes = BranchLanes(gen) if opt_cfg.parallel and dev.type == "cpu" else None
@@ -128,7 +132,7 @@ def refine_texture(model, synthesis, observation, coarse, options=None, *, progr
                 feat = embed_fn(r.image * r.mask + image * (1 - r.mask))
             epoch = 1.0 + 4.0 * it / max(steps - 1, 1)  # the paper's per-epoch schedule over one fit
             lt = refine_objective(
-                w, colors=alb, reference=base_albedo, render=r.image, photo=image, render_mask=r.mask,
+                w, colors=alb, reference=reference, render=r.image, photo=image, render_mask=r.mask,
                 face_mask=face_mask, epoch=epoch, feat_render=feat, feat_photo=ident if feat is not None else None,
                 mirror=mirror, skin_weight=model.skin_weight,
             )
