@@ -4,7 +4,7 @@ One prepared run (a few minutes on one GPU; a machine lent for minutes, so nothi
 interactive):
 
 1. CUDA present? Otherwise print one line and exit with status 2 (nothing else is imported).
-2. CPU reference: ``Reconstructor`` (default preset, 1 thread) on the demo photo
+2. CPU reference (after a one-step warm-up: numba kernels): ``Reconstructor`` (default preset, 1 thread) on the demo photo
    (``skimage.data.astronaut()``): coefficients, metrics, stage seconds.
 3. CUDA: the same with ``device="cuda"``: one untimed warm-up (1 step per stage: CUDA context,
    kernels, caches), then ``--repeat`` timed reconstructions (+ writing the files), stage seconds
@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     from facegcn.io.image import photo_from_array
     from facegcn.pipeline import Reconstructor
 
+    from facegcn.evaluate.machine import machine_line
+
     name = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "CPU (dry run)"
+    print(machine_line(), flush=True)
     print(f"GPU: {name}; torch {torch.__version__} (CUDA {torch.version.cuda}); CPU threads 1; "
           f"{'fast' if args.fast else 'default'} preset", flush=True)
     photo = photo_from_array(data.astronaut())
@@ -178,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = True
     if not args.no_cpu:
+        t = time.perf_counter()
+        Reconstructor(_config("cpu", args.fast, one_step=True))(photo)  # numba kernels, caches
+        print(f"CPU warm-up (numba kernels, caches): {time.perf_counter() - t:.1f} s", flush=True)
         cpu = Reconstructor(_config("cpu", args.fast))
         cface, cst = _reconstruct(cpu, photo, "cpu")
         result["cpu_stages_s"] = cst

@@ -13,8 +13,12 @@ def test_machine_line_names_the_machine_and_commit():
     assert m["commit"] in line
 
 
-def test_commit_line(tmp_path):
+def test_commit_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("FACEGCN_COMMIT", raising=False)
     assert commit_line(tmp_path) == "unknown (not a git checkout)"
+    monkeypatch.setenv("FACEGCN_COMMIT", "abc1234")  # a copied tree says where it came from
+    assert commit_line(tmp_path) == "abc1234 (FACEGCN_COMMIT; a copy, not a git checkout)"
+    monkeypatch.delenv("FACEGCN_COMMIT")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f.txt").write_text("a")
     env = ["-c", "user.name=t", "-c", "user.email=t@t"]
