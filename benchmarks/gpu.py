@@ -26,7 +26,7 @@ interactive):
 
 The last line: CUDA reconstruct seconds, CPU seconds, speed-up, check verdict, photos/min.
 
-    python benchmarks/gpu.py [--repeat 2] [--batch 8] [--fast] [--no-cpu] [--json PATH]
+    python benchmarks/gpu.py [--repeat 2] [--batch 8] [--fast] [--no-cpu] [--profile] [--json PATH]
 """
 
 from __future__ import annotations
@@ -131,6 +131,47 @@ def sync_count(rec, photo) -> dict:
     return res
 
 
+def profile_steps(rec, photo, out_dir: str | None) -> dict:
+    """Where a CUDA step's time goes: 10 landmark + 10 photometric coarse steps and 10 refinement
+    steps under ``torch.profiler``: wall seconds, GPU-busy seconds (the kernels' own time), kernel
+    launches per step, and the top host-side ops (the table also goes to ``out_dir``)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from facegcn.coarse.fit import FitConfig
+
+    _, obs = rec.observe(photo)
+    obs = obs[0]
+    res = {}
+    old_cfg, old_steps = rec.fitter.cfg, rec.cfg.refine.steps
+    try:
+        rec.fitter.cfg = FitConfig(steps_rigid=1, steps_landmark=10, steps_photo=10, steps_identity=0)
+        rec.cfg.refine.steps = 10
+        coarse = rec.fit_coarse(obs)
+        for stage, fn in (("coarse, 1 rigid + 10 landmark + 10 photometric steps", lambda: rec.fit_coarse(obs)),
+                          ("refinement, 10 steps", lambda: rec.refine(obs, coarse))):
+            _sync()
+            t = time.perf_counter()
+            with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])) as prof:
+                fn()
+                _sync()
+            wall = time.perf_counter() - t
+            ev = prof.key_averages()
+            dev_us = sum(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0)) for e in ev)
+            launches = sum(e.count for e in ev if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
+            res[stage] = {"wall_s": wall, "gpu_busy_s": dev_us / 1e6, "kernel_launches": launches}
+            print(f"profile, {stage}: wall {wall:.2f} s (under the profiler), GPU busy {dev_us / 1e6:.3f} s, "
+                  f"{launches} kernel launches", flush=True)
+            table = ev.table(sort_by="self_cpu_time_total", row_limit=15)
+            print(table, flush=True)
+            if out_dir:
+                with open(Path(out_dir) / "gpu_profile.txt", "a") as f:
+                    f.write(f"== {stage}\n{table}\n")
+    finally:
+        rec.fitter.cfg, rec.cfg.refine.steps = old_cfg, old_steps
+    return res
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=2)
@@ -138,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast", action="store_true", help="the fast preset (fewer steps) on both devices")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU reference (no comparison)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--profile", action="store_true", help="profile 10-step runs of each loop (torch.profiler)")
     ap.add_argument("--dry-run-cpu", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     import torch
@@ -178,6 +220,9 @@ def main(argv: list[str] | None = None) -> int:
     gst = {k: statistics.median(r[1][k] for r in runs) for k in runs[0][1]}
     result["cuda_stages_s"] = gst
     print("CUDA stages [s, median of %d]: " % len(runs) + ", ".join(f"{k} {v:.2f}" for k, v in gst.items()), flush=True)
+    sub = {k: v for k, v in gface.timings.items() if k.startswith("coarse_") and k != "coarse_s"}
+    result["cuda_coarse_parts_s"] = sub
+    print("CUDA coarse parts [s, last run]: " + ", ".join(f"{k[7:-2]} {v:.2f}" for k, v in sub.items()), flush=True)
 
     ok = True
     if not args.no_cpu:
@@ -215,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
     for stage, d in syncs.items():
         print(f"host syncs, {stage}: {d['count']}" + (f" (first: {' | '.join(d['first'])})" if d["first"] else ""))
 
+    if args.profile:
+        result["profile"] = profile_steps(gpu, photo, str(Path(args.json).parent) if args.json else None)
+
     # throughput: one Reconstructor, models loaded once
     n = max(args.batch, 1)
     _sync()
@@ -231,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
 
     for i in range(n):
         Image.fromarray(data.astronaut()).save(folder / f"photo_{i:02d}.png")
-    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p))
     t = time.perf_counter()
     p = subprocess.run([sys.executable, "-m", "facegcn", "batch", str(folder), "-o", str(Path(tmp.name) / "bout"),
                         "--device", DEVICE, "-q"], env=env, capture_output=True, text=True)

@@ -17,7 +17,7 @@ def test_commit_line(tmp_path, monkeypatch):
     monkeypatch.delenv("FACEGCN_COMMIT", raising=False)
     assert commit_line(tmp_path) == "unknown (not a git checkout)"
     monkeypatch.setenv("FACEGCN_COMMIT", "abc1234")  # a copied tree says where it came from
-    assert commit_line(tmp_path) == "abc1234 (FACEGCN_COMMIT; a copy, not a git checkout)"
+    assert commit_line(tmp_path) == "abc1234 (FACEGCN_COMMIT: a copy of that commit)"
     monkeypatch.delenv("FACEGCN_COMMIT")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     (tmp_path / "f.txt").write_text("a")
@@ -29,3 +29,5 @@ def test_commit_line(tmp_path, monkeypatch):
     assert commit_line(tmp_path) == f"{sha} (first subject)"
     (tmp_path / "f.txt").write_text("b")
     assert commit_line(tmp_path).endswith("+ uncommitted changes")
+    monkeypatch.setenv("FACEGCN_COMMIT", "abc1234")  # takes precedence over a (possibly stale) checkout
+    assert commit_line(tmp_path).startswith("abc1234 ")

@@ -16,8 +16,12 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 
 def commit_line(path: str | os.PathLike | None = None) -> str:
     """``<sha> (<subject>)`` of the git checkout holding ``path`` (default: this package), plus a
-    note when it has uncommitted changes. Outside a git checkout (a copied tree, e.g. on a lent GPU
-    machine) ``FACEGCN_COMMIT`` names the commit it was copied from; else ``"unknown (not a git checkout)"``."""
+    note when it has uncommitted changes; ``"unknown (not a git checkout)"`` otherwise. A copied tree
+    (e.g. on a lent GPU machine, whose copy may carry a stale ``.git``) names the commit it was copied
+    from in ``FACEGCN_COMMIT``, which then takes precedence."""
+    given = os.environ.get("FACEGCN_COMMIT", "").strip()
+    if given:
+        return f"{given} (FACEGCN_COMMIT: a copy of that commit)"
     where = str(Path(path) if path is not None else Path(__file__).resolve().parent)
 
     def git(*args: str) -> str:
@@ -29,8 +33,7 @@ def commit_line(path: str | os.PathLike | None = None) -> str:
         subject = git("log", "-1", "--format=%s")[:60]
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        given = os.environ.get("FACEGCN_COMMIT", "").strip()
-        return f"{given} (FACEGCN_COMMIT; a copy, not a git checkout)" if given else "unknown (not a git checkout)"
+        return "unknown (not a git checkout)"
     return f"{sha} ({subject}){' + uncommitted changes' if dirty else ''}"
 
 
