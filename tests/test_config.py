@@ -9,17 +9,17 @@ from facegcn.config import Config
 from facegcn.errors import ConfigError
 
 
-def test_fast_preset_is_the_old_fast_flag():
+def test_fast_preset_steps():
     c = Config.preset("fast")
     assert (c.coarse.steps_rigid, c.coarse.steps_landmark, c.coarse.steps_photo, c.coarse.steps_identity) == (30, 60, 40, 0)
-    assert c.refine.steps == 30
+    assert c.refine.steps == 10  # half the default's 20 (the photo start converges fast)
     assert Config.preset("default") == Config()
 
 
 def test_presets_are_independent_copies():
     a = Config.preset("fast")
     a.refine.steps = 1
-    assert Config.preset("fast").refine.steps == 30
+    assert Config.preset("fast").refine.steps == 10
 
 
 def test_unknown_preset_and_bad_threads():

@@ -97,12 +97,13 @@ class CoarseOptions:
 @dataclass
 class RefineOptions:
     enabled: bool = True
-    # 40 steps at 2e-3 from the photo start (before: 120 at 5e-3 from the 3DMM albedo). One run, AMD
-    # EPYC, 1 thread, 9 real photos: same-view masked PSNR 30.45 -> 32.74 dB (8 of 9 higher), exported
-    # mesh's fidelity unchanged (detail 0.696 -> 0.697, dlib distance to the person's other photos
-    # 0.537 -> 0.537, accepted 0.81 -> 0.81), 11.8 -> 7.7 s per photo (benchmarks/fidelity.py). At
-    # 5e-3 a run that starts near the optimum can diverge late (one photo: 11 dB after 120 steps).
-    steps: int = 40
+    # 20 steps at 2e-3 from the photo start (before: 120 at 5e-3 from the 3DMM albedo, then 40 from
+    # the photo). benchmarks/refine_steps.py, 9 real photos, AMD EPYC, 1 thread, one run: same-view
+    # masked PSNR 40 steps 32.74, 30 steps 32.61, 20 steps 32.47 dB (120 from the albedo: 30.45);
+    # exported mesh's fidelity the same (detail 0.697, dlib distance to the person's other photos
+    # 0.537 / 0.534 / 0.536, accepted 0.81); refinement 2.0 / 1.5 / 1.1 s. At 5e-3 a run that
+    # starts near the optimum can diverge late (one photo: 11 dB after 120 steps).
+    steps: int = 20
     lr: float = 2e-3
     # evaluate the identity term every k-th refinement step. 8 (before: 4): 15 fewer identity-net
     # passes (~1 s); refined PSNR of 4 photos 30.64 vs 30.71 dB (per-photo spread ±0.7 dB)
@@ -203,7 +204,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
     "fast": {  # preview quality: about a quarter of the optimisation steps, no identity stage
         "coarse": {"steps_rigid": 30, "steps_landmark": 60, "steps_photo": 40, "steps_identity": 0},
-        "refine": {"steps": 30},
+        "refine": {"steps": 10},
     },
 }
 
