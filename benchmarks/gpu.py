@@ -32,6 +32,7 @@ The last line: CUDA reconstruct seconds, CPU seconds, speed-up, check verdict, p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -99,23 +100,32 @@ def forward_model_check(cpu_rec, gpu_rec, face) -> dict:
             "mask_differs_px": int((mc != mg).sum()), "landmarks_max_px": float((lc - lg).abs().max())}
 
 
-def sync_count(rec, photo) -> dict:
-    """Synchronising calls in one coarse photometric step and one refinement step (CUDA)."""
-    import torch
-
+@contextlib.contextmanager
+def _short_loops(rec, photo, *, landmark: int, photometric: int, refine: int):
+    """``(label, fn)`` pairs that run a short coarse fit and a short refinement of the photo's face
+    (the refinement from a fit of the same length, made first); the step counts are restored after."""
     from facegcn.coarse.fit import FitConfig
 
     _, obs = rec.observe(photo)
     obs = obs[0]
-    res = {}
     old_cfg, old_steps = rec.fitter.cfg, rec.cfg.refine.steps
     try:
-        # the fit up to the photometric stage, then count the syncs of its steps
-        rec.fitter.cfg = FitConfig(steps_rigid=1, steps_landmark=1, steps_photo=3, steps_identity=0)
-        rec.cfg.refine.steps = 3
+        rec.fitter.cfg = FitConfig(steps_rigid=1, steps_landmark=landmark, steps_photo=photometric, steps_identity=0)
+        rec.cfg.refine.steps = refine
         coarse = rec.fit_coarse(obs)
-        for stage, fn in (("coarse (3 photometric steps + 2 landmark steps)", lambda: rec.fit_coarse(obs)),
-                          ("refinement (3 steps)", lambda: rec.refine(obs, coarse))):
+        yield ((f"coarse, 1 rigid + {landmark} landmark + {photometric} photometric steps", lambda: rec.fit_coarse(obs)),
+               (f"refinement, {refine} steps", lambda: rec.refine(obs, coarse)))
+    finally:
+        rec.fitter.cfg, rec.cfg.refine.steps = old_cfg, old_steps
+
+
+def sync_count(rec, photo) -> dict:
+    """Synchronising calls in a 5-step coarse fit (3 photometric steps) and 3 refinement steps (CUDA)."""
+    import torch
+
+    res = {}
+    with _short_loops(rec, photo, landmark=1, photometric=3, refine=3) as loops:
+        for stage, fn in loops:
             _sync()
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
@@ -126,8 +136,6 @@ def sync_count(rec, photo) -> dict:
                     torch.cuda.set_sync_debug_mode("default")
             msgs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message).lower()]
             res[stage] = {"count": len(msgs), "first": msgs[:4]}
-    finally:
-        rec.fitter.cfg, rec.cfg.refine.steps = old_cfg, old_steps
     return res
 
 
@@ -135,21 +143,11 @@ def profile_steps(rec, photo, out_dir: str | None) -> dict:
     """Where a CUDA step's time goes: 10 landmark + 10 photometric coarse steps and 10 refinement
     steps under ``torch.profiler``: wall seconds, GPU-busy seconds (the kernels' own time), kernel
     launches per step, and the top host-side ops (the table also goes to ``out_dir``)."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from facegcn.coarse.fit import FitConfig
-
-    _, obs = rec.observe(photo)
-    obs = obs[0]
     res = {}
-    old_cfg, old_steps = rec.fitter.cfg, rec.cfg.refine.steps
-    try:
-        rec.fitter.cfg = FitConfig(steps_rigid=1, steps_landmark=10, steps_photo=10, steps_identity=0)
-        rec.cfg.refine.steps = 10
-        coarse = rec.fit_coarse(obs)
-        for stage, fn in (("coarse, 1 rigid + 10 landmark + 10 photometric steps", lambda: rec.fit_coarse(obs)),
-                          ("refinement, 10 steps", lambda: rec.refine(obs, coarse))):
+    with _short_loops(rec, photo, landmark=10, photometric=10, refine=10) as loops:
+        for stage, fn in loops:
             _sync()
             t = time.perf_counter()
             with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])) as prof:
@@ -167,8 +165,6 @@ def profile_steps(rec, photo, out_dir: str | None) -> dict:
             if out_dir:
                 with open(Path(out_dir) / "gpu_profile.txt", "a") as f:
                     f.write(f"== {stage}\n{table}\n")
-    finally:
-        rec.fitter.cfg, rec.cfg.refine.steps = old_cfg, old_steps
     return res
 
 
