@@ -29,17 +29,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import lzma
 import shutil
 import sys
 from pathlib import Path
 
 PART1 = 44_000_000  # bytes of the compressed 68-point predictor carried by the first call
-TFLITE = ("face_landmark/face_landmark.tflite", "iris_landmark/iris_landmark.tflite",
-          "face_detection/face_detection_short_range.tflite", "face_detection/face_detection_full_range_sparse.tflite")
-DAT = {"sp68": "shape_predictor_68_face_landmarks.dat", "sp5": "shape_predictor_5_face_landmarks.dat",
-       "res": "dlib_face_recognition_resnet_model_v1.dat"}
 
 GO = r"""#!/bin/bash
 # benchmarks/gpu.py on a bare GPU machine; written by tools/pack_gpu_run.py. Usage: go.sh COMMIT
@@ -62,18 +57,19 @@ python3 benchmarks/gpu.py --fast --no-cpu --repeat 2 --batch 4 --json $OUT/fast/
 """
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        sys.exit(f"pack_gpu_run: package {name} is not installed in this environment")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--wheels", type=Path, required=True, help="folder of cp312 wheels (dlib-bin, trimesh, ...)")
     ap.add_argument("--out", type=Path, default=Path("."))
     a = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+    from facegcn.errors import ModelFileError
+    from facegcn.frontend.blazeface import FULL_RANGE, SHORT_RANGE
+    from facegcn.frontend.facemesh import FACE_MODEL, IRIS_MODEL
+    from facegcn.frontend.models import RESNET, SHAPE_5, SHAPE_68, dlib_model_path, mediapipe_model_path, mtcnn_weight_path
+
+    dat = {"sp68": SHAPE_68, "sp5": SHAPE_5, "res": RESNET}
+    tflite = (FACE_MODEL, IRIS_MODEL, SHORT_RANGE.model, FULL_RANGE.model)  # relative to the mediapipe package
     wheels = sorted(a.wheels.glob("*.whl"))
     if not wheels:
         sys.exit(f"pack_gpu_run: no .whl files in {a.wheels}")
@@ -86,19 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     fn = d1 / "site" / "facenet_pytorch"
     (fn / "data").mkdir(parents=True)
     (fn / "__init__.py").write_text("")  # located with find_spec, never imported
-    for net in ("pnet", "rnet", "onet"):
-        shutil.copy2(_package_dir("facenet_pytorch") / "data" / f"{net}.pt", fn / "data")
     mp = d2 / "site" / "mediapipe"
-    for rel in TFLITE:
-        (mp / "modules" / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(_package_dir("mediapipe") / "modules" / rel, mp / "modules" / rel)
-    (mp / "__init__.py").write_text("")
     frm = d2 / "site" / "face_recognition_models"
     (frm / "models").mkdir(parents=True)
+    try:  # the files where the package itself looks for them
+        for net in ("pnet", "rnet", "onet"):
+            shutil.copy2(mtcnn_weight_path(net), fn / "data")
+        for rel in tflite:
+            (mp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(mediapipe_model_path(rel), mp / rel)
+        raws = {key: dlib_model_path(name).read_bytes() for key, name in dat.items()}
+    except ModelFileError as exc:
+        sys.exit(f"pack_gpu_run: {exc}")
+    (mp / "__init__.py").write_text("")
     (frm / "__init__.py").write_text("")
-    src = _package_dir("face_recognition_models") / "models"
-    for key, name in DAT.items():
-        raw = (src / name).read_bytes()
+    for key, name in dat.items():
+        raw = raws[key]
         print(f"sha256 {hashlib.sha256(raw).hexdigest()}  {name}")
         packed = lzma.compress(raw, preset=9 if key == "sp68" else 6)
         if key == "sp68":

@@ -202,7 +202,7 @@ class Config(JsonConfig):
 
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {  # preview quality: about a quarter of the optimisation steps, no identity stage
+    "fast": {  # preview quality: 130 coarse steps instead of 330, 10 refinement steps instead of 20
         "coarse": {"steps_rigid": 30, "steps_landmark": 60, "steps_photo": 40, "steps_identity": 0},
         "refine": {"steps": 10},
     },
