@@ -41,3 +41,22 @@ def test_yaw_ramp():
     assert yaw_ramp(35.0, r) == 1.0 and yaw_ramp(-80.0, r) == 1.0
     assert yaw_ramp(None, r) == 0.0 and yaw_ramp(float("nan"), r) == 0.0  # unknown turn: the 68 only
     assert yaw_ramp(None, (0.0, 0.0)) == 1.0 and yaw_ramp(3.0, (0.0, 0.0)) == 1.0  # a ramp from 0: always on
+
+
+def test_zero_dense_weight_fits_as_without_dense_targets(ict, syn):
+    """A frontal face's dense weight is 0 (the yaw ramp): the fit skips the term and is the same to
+    the bit as a fit without dense targets; a positive weight changes it."""
+    L = ict.layout
+    term = DenseLandmarkTerm(ict, syn.camera)
+    turned = type(L.zeros(1))(**{**L.zeros(1).__dict__, "angles": torch.tensor([[0.0, 0.35, 0.0]])})
+    with torch.no_grad():
+        dense = syn.camera.project(term.points(turned)[0])
+        lm = syn.landmarks_only(L.zeros(1))
+    image, mask = torch.zeros(1, 3, 224, 224), torch.zeros(1, 1, 224, 224)
+    f = CoarseFitter(ict, FitConfig(steps_rigid=20, steps_landmark=10, steps_photo=0, steps_identity=0), synthesis=syn)
+    ref = L.join(f.fit(image, lm, mask).coeffs)
+    zero = f.fit(image, lm, mask, dense=dense, dense_weight=torch.zeros(1, 1))
+    assert torch.equal(L.join(zero.coeffs), ref)
+    assert not any("dense" in h for h in zero.history)
+    on = f.fit(image, lm, mask, dense=dense, dense_weight=torch.ones(1, 1))
+    assert (L.join(on.coeffs) - ref).abs().max() > 1e-3
