@@ -78,20 +78,37 @@ def albedo_eigenfunctions(verts: np.ndarray, faces: np.ndarray, n_components: in
     return lam, phi * np.sqrt(total_area)
 
 
+def _albedo_columns(lam: np.ndarray, n_components: int) -> list[tuple[int, int, float]]:
+    """The basis columns as ``(eigenvector i, colour direction c, std s)``, sorted by decreasing
+    ``s`` (stable), the first ``n_components``."""
+    k = len(lam)
+    freq_scale = lam[min(3, k - 1)] if k > 1 else 1.0
+    decay = 1.0 / np.sqrt(1.0 + lam / max(freq_scale, 1e-12))
+    cols = [(i, c, float(COLOUR_STD[c] * decay[i] * (1.0 if i == 0 else 0.35))) for i in range(k) for c in range(3)]
+    order = np.argsort(-np.array([s for _, _, s in cols]), kind="stable")[:n_components]
+    return [cols[j] for j in order]
+
+
 def assemble_albedo_basis(lam: np.ndarray, phi: np.ndarray, n_components: int = 80) -> tuple[np.ndarray, np.ndarray]:
     """Return (mean (V,3), basis (V*3, n_components)): columns scaled by their standard deviation
     and sorted by decreasing std; rows laid out like BFM (row 3*v + c)."""
-    k = phi.shape[1]
-    freq_scale = lam[min(3, k - 1)] if k > 1 else 1.0
-    decay = 1.0 / np.sqrt(1.0 + lam / max(freq_scale, 1e-12))
     dirs = colour_directions()
-    cols, stds = [], []
-    for i in range(k):
-        for c in range(3):
-            s = COLOUR_STD[c] * decay[i] * (1.0 if i == 0 else 0.35)
-            cols.append((phi[:, i : i + 1] * dirs[c][None, :]).reshape(-1) * s)
-            stds.append(s)
-    order = np.argsort(-np.array(stds), kind="stable")[:n_components]
-    basis = np.stack([cols[j] for j in order], axis=1)
+    basis = np.stack([(phi[:, i : i + 1] * dirs[c][None, :]).reshape(-1) * s
+                      for i, c, s in _albedo_columns(lam, n_components)], axis=1)
     mean = np.tile(MEAN_SKIN[None], (phi.shape[0], 1))
     return mean, basis
+
+
+def albedo_factors(lam: np.ndarray, phi: np.ndarray, n_components: int = 80) -> tuple[np.ndarray, np.ndarray]:
+    """The basis of :func:`assemble_albedo_basis` in its Kronecker form: ``(phi (V, k), colour (n, k, 3))``
+    with ``basis[3v + c, j] = Σ_i phi[v, i] colour[j, i, c]``.
+
+    The albedo of coefficients ``δ`` is then ``mean + phi @ (δ @ colour)`` — a ``(V, k) @ (k, 3)``
+    product instead of the ``(3V, n)`` basis times ``δ``: ~9x fewer bytes read per evaluation
+    (k = 28 eigenvectors against n = 80 columns of 3V rows), same values up to float rounding."""
+    dirs = colour_directions()
+    cols = _albedo_columns(lam, n_components)
+    colour = np.zeros((len(cols), phi.shape[1], 3))
+    for j, (i, c, s) in enumerate(cols):
+        colour[j, i] = dirs[c] * s
+    return np.asarray(phi, np.float64), colour

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from facegcn.errors import ModelFileError
-from facegcn.morphable.albedo import assemble_albedo_basis
+from facegcn.morphable.albedo import albedo_factors, assemble_albedo_basis
 from facegcn.morphable.model import ModelData
 from facegcn.morphable.parts import load_parts, vendored_parts_path
 
@@ -83,6 +83,7 @@ def load_ict(path: str | Path | None = None, n_albedo: int = 80, parts: str | Pa
         exp_basis=(exd.reshape(len(exd), -1).T * CM_TO_DM),
         mean_albedo=mean_albedo,
         albedo_basis=albedo_basis,
+        albedo_factors=albedo_factors(lam, phi, n_albedo),
         faces=quads_to_triangles(quads),
         landmarks68=lm,
         regions=regions,
