@@ -175,3 +175,30 @@ def test_glb_several_materials_round_trip(tmp_path, two_materials):
 def test_textured_mesh_and_keywords_are_exclusive(tmp_path, two_materials):
     with pytest.raises(TypeError):
         write_obj(tmp_path / "x.obj", two_materials, two_materials.faces)
+
+
+def test_obj_rows_kernel_matches_the_percent_reference():
+    """The numba row formatter writes what ``%`` writes: integers to the byte, ``%.Nf`` fields to
+    within one unit of the last digit (float64 ties), signs of negative zero and tiny negatives
+    kept; values it does not write (NaN, huge) fall back to the reference."""
+    from facegcn.io.mesh import _rows, _rows_reference
+
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(5000, 3)) * 0.1
+    v[:4] = [[-0.0, 0.0, -1e-9], [5e-7, 1.5e-6, -2.5e-7], [123456.7, -0.9999996, 0.9999994], [1.0, -1.0, 10.0]]
+    for fmt, a in (("v %.6f %.6f %.6f", v), ("v %.6f %.6f %.6f %.4f %.4f %.4f", np.concatenate([v, rng.random(v.shape)], 1)),
+                   ("vt %.6f %.6f", v[:, :2])):
+        got, ref = _rows(fmt, a).split("\n"), _rows_reference(fmt, a).split("\n")
+        assert len(got) == len(ref)
+        for g, r in zip(got, ref):
+            gs, rs = g.split(), r.split()
+            assert gs[0] == rs[0] and [len(x) for x in gs] == [len(x) for x in rs]
+            assert [x.startswith("-") for x in gs] == [x.startswith("-") for x in rs]
+            np.testing.assert_allclose(np.array(gs[1:], float), np.array(rs[1:], float), rtol=0, atol=1.01e-4 if "%.4f" in fmt else 1.01e-6)
+        assert sum(g != r for g, r in zip(got, ref)) <= 2  # ties only
+    f = rng.integers(1, 30000, size=(3000, 9))
+    assert _rows("f %d/%d/%d %d/%d/%d %d/%d/%d", f) == _rows_reference("f %d/%d/%d %d/%d/%d %d/%d/%d", f)
+    assert _rows("f %d//%d %d//%d %d//%d", f[:, :6]) == _rows_reference("f %d//%d %d//%d %d//%d", f[:, :6])
+    odd = np.array([[np.nan, 1.0], [1e13, -2.0]])
+    assert _rows("x %.3f %.3f", odd) == _rows_reference("x %.3f %.3f", odd)
+    assert _rows("v %.6f", np.zeros((0, 1))) == ""
