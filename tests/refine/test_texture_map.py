@@ -35,6 +35,36 @@ def test_blend_identities_and_a_seamless_step():
     assert out[0, 32, 0] == pytest.approx(0.5, abs=0.02) and out[0, 32, -1] == pytest.approx(0.8, abs=0.02)
 
 
+def _blend_reference(top, base, alpha, levels=6, band_gain=None):
+    """Burt & Adelson's collapse as written in the paper: each Laplacian band of both images
+    mixed with the alpha's Gaussian level, three upsamplings a level."""
+    import torch.nn.functional as F
+
+    down = lambda x: F.avg_pool2d(x[None], 2, ceil_mode=True)[0]  # noqa: E731
+    up = lambda x, like: F.interpolate(x[None], size=like.shape[-2:], mode="bilinear", align_corners=False)[0]  # noqa: E731
+    g_t, g_b, g_a = [top], [base], [alpha]
+    for _ in range(levels):
+        if min(g_t[-1].shape[-2:]) < 4:
+            break
+        g_t.append(down(g_t[-1])), g_b.append(down(g_b[-1])), g_a.append(down(g_a[-1]))
+    gain = (lambda i: 1.0) if band_gain is None else band_gain
+    n = len(g_t) - 1
+    out = g_a[n] * gain(n) * g_t[n] + (1 - g_a[n] * gain(n)) * g_b[n]
+    for i in range(n - 1, -1, -1):
+        a = g_a[i] * gain(i)
+        out = up(out, g_t[i]) + a * (g_t[i] - up(g_t[i + 1], g_t[i])) + (1 - a) * (g_b[i] - up(g_b[i + 1], g_b[i]))
+    return out
+
+
+@pytest.mark.parametrize("size", [(64, 64), (45, 70)])
+def test_blend_matches_the_three_upsampling_collapse(size):
+    g = torch.Generator().manual_seed(2)
+    top, base, a = torch.rand(3, *size, generator=g), torch.rand(3, *size, generator=g), torch.rand(1, *size, generator=g)
+    for gain in (None, lambda i: 1.0 if i < 2 else 0.3):
+        torch.testing.assert_close(laplacian_blend(top, base, a, band_gain=gain),
+                                   _blend_reference(top, base, a, band_gain=gain), rtol=0, atol=2e-6)
+
+
 def _psnr(a, b, m):
     mse = float(((a - b) ** 2)[m].mean())
     return 10 * np.log10(1.0 / mse)

@@ -140,10 +140,11 @@ def laplacian_blend(top: torch.Tensor, base: torch.Tensor, alpha: torch.Tensor, 
     a = g_a[n] * gain(n)
     out = a * g_t[n] + (1 - a) * g_b[n]
     for i in range(n - 1, -1, -1):
-        lap_t = g_t[i] - up(g_t[i + 1], g_t[i])
-        lap_b = g_b[i] - up(g_b[i + 1], g_b[i])
+        # up(out) + a (g_t − up(g_t')) + (1 − a)(g_b − up(g_b')) with up linear: two upsamplings
+        # (of out − g_b' and g_t' − g_b') instead of three
         a = g_a[i] * gain(i)
-        out = up(out, g_t[i]) + a * lap_t + (1 - a) * lap_b
+        out = (a * g_t[i] + (1 - a) * g_b[i] + up(out - g_b[i + 1], g_t[i])
+               - a * up(g_t[i + 1] - g_b[i + 1], g_t[i]))
     return out
 
 
@@ -380,9 +381,9 @@ def compose_texture(model, synthesis, observation, coarse, photo_pixels: np.ndar
                           band_gain=lambda i: 1.0 if i < fine else coarse_bands).permute(1, 2, 0).numpy()
     keep = 1.0 if mode == "lit" else 1.0 - delight  # the share of the shading put back: lit = all
     if keep > 0:
-        shade = np.zeros((size, size, 3), np.float32)
+        shade = np.ones((size, size, 3), np.float32)  # the gutter is refilled from the covered texels below
         shade[covered] = (irr / gain) ** keep
-        out = out * fill_gutter(shade, covered, 8, "mean")
+        out = out * shade
     out = fill_gutter(np.clip(out, 0.0, 1.0).astype(np.float32), covered, 8, "mean")
     return UVTexture(out, alpha, float(alpha[covered].mean()) if covered.any() else 0.0, mode, base_v, gain,
                      photo_filter, delight)
