@@ -78,6 +78,9 @@ class CoarseOptions:
     # mean of |yaw| bins) NME 4.89 -> 4.87 %. A lower rate for both stages (0.04) helped the benchmark
     # (2.11 mm) but left the clean renders unconverged (1.55 mm)
     lr_photo: float | None = 0.06
+    # the first steps of the photometric stage rendered at half resolution (112², the photo and
+    # mask average-pooled; coarse to fine), the rest at full; 0 = all at full
+    photo_coarse_steps: int = 0
     identity_every: int = 4  # evaluate the identity term every k-th step of the identity stage
     contour_weight: float = 0.3
     # MediaPipe's 468 points on the model's surface (facegcn.coarse.dense; 0 = off), squared pixels
@@ -185,7 +188,7 @@ class Config(JsonConfig):
             raise ConfigError("output.delight must be between 0 (keep the photo's shading) and 1 (remove all of it)")
         if not 16 <= self.output.texture_size <= 8192:
             raise ConfigError("texture size must be between 16 and 8192")
-        for name in ("steps_rigid", "steps_landmark", "steps_photo", "steps_identity"):
+        for name in ("steps_rigid", "steps_landmark", "steps_photo", "steps_identity", "photo_coarse_steps"):
             if getattr(self.coarse, name) < 0:
                 raise ConfigError(f"coarse.{name} must be >= 0")
         ramp = tuple(self.coarse.dense_yaw)

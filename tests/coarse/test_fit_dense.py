@@ -60,3 +60,22 @@ def test_zero_dense_weight_fits_as_without_dense_targets(ict, syn):
     assert not any("dense" in h for h in zero.history)
     on = f.fit(image, lm, mask, dense=dense, dense_weight=torch.ones(1, 1))
     assert (L.join(on.coeffs) - ref).abs().max() > 1e-3
+
+
+def test_downscaled_synthesis_is_the_average_pooled_render(ict, syn):
+    """The half-resolution forward model of the coarse-to-fine photometric steps: its render of a
+    face is the full render average-pooled 2x2 (up to the silhouette's pixels)."""
+    import torch.nn.functional as F
+
+    c = ict.layout.zeros(1)
+    with torch.no_grad():
+        st = syn.state(c)
+        full = syn.render(st, background=0.0)
+        half = syn.downscaled(2).render(st, background=0.0)
+    pooled = F.avg_pool2d(full.image, 2)
+    inside = (F.avg_pool2d(full.mask, 2) == 1) & (half.mask == 1)
+    assert half.image.shape[-2:] == (112, 112) and inside.sum() > 2000
+    err = (half.image - pooled).abs().amax(1, keepdim=True)[inside]
+    assert float(err.median()) < 2e-3 and float(err.quantile(0.99)) < 0.03
+    iou = ((F.avg_pool2d(full.mask, 2) > 0.5) & (half.mask > 0.5)).sum() / ((F.avg_pool2d(full.mask, 2) > 0.5) | (half.mask > 0.5)).sum()
+    assert float(iou) > 0.98

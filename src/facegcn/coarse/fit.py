@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from facegcn.coarse.losses import CoarseLoss, CoarseWeights, history_floats
@@ -47,6 +48,7 @@ class FitConfig:
     lr_photo: float | None = _D.lr_photo
     identity_every: int = _D.identity_every
     dense_weight: float = _D.dense_weight
+    photo_coarse_steps: int = _D.photo_coarse_steps
     weights: CoarseWeights = field(default_factory=lambda: _weights(_D))
     progress: bool = False
 
@@ -54,7 +56,8 @@ class FitConfig:
     def from_options(cls, o: CoarseOptions, progress: bool = False) -> "FitConfig":
         return cls(steps_rigid=o.steps_rigid, steps_landmark=o.steps_landmark, steps_photo=o.steps_photo,
                    steps_identity=o.steps_identity, lr=o.lr, lr_rigid=o.lr_rigid, lr_photo=o.lr_photo,
-                   identity_every=o.identity_every, dense_weight=o.dense_weight, weights=_weights(o),
+                   identity_every=o.identity_every, dense_weight=o.dense_weight,
+                   photo_coarse_steps=o.photo_coarse_steps, weights=_weights(o),
                    progress=progress)
 
 
@@ -144,6 +147,10 @@ class CoarseFitter:
         total = cfg.steps_rigid + cfg.steps_landmark + cfg.steps_photo + cfg.steps_identity
         bar = tqdm(total=total, desc="coarse fit", disable=not cfg.progress, leave=False)
 
+        small = None  # the photometric stage's first steps at half resolution (coarse to fine)
+        if cfg.photo_coarse_steps > 0 and cfg.steps_photo > 0:
+            small = (self._half_synthesis(), F.avg_pool2d(image, 2), F.avg_pool2d(face_mask, 2))
+
         def run(stage: str, steps: int, free: list[str], use: set[str], lr: float):
             if steps <= 0:
                 return
@@ -162,9 +169,11 @@ class CoarseFitter:
                     kw["lm_target"] = landmarks
                 else:
                     st = self.syn.state(c)
-                    r = self.syn.render(st)
-                    kw.update(lm_pred=st.landmarks, lm_target=landmarks, render=r.image, photo=image,
-                              mask=r.mask * face_mask, albedo=st.albedo)
+                    syn, img, fm = (small if stage == "photo" and small is not None and it < cfg.photo_coarse_steps
+                                    else (self.syn, image, face_mask))
+                    r = syn.render(st)
+                    kw.update(lm_pred=st.landmarks, lm_target=landmarks, render=r.image, photo=img,
+                              mask=r.mask * fm, albedo=st.albedo)
                     if "identity" in use and identity is not None and it % cfg.identity_every == 0:
                         kw["feat_render"] = self._embed(r.image * r.mask + image * (1 - r.mask), chip_transform)
                         kw["feat_photo"] = identity
@@ -198,6 +207,12 @@ class CoarseFitter:
             st = self.syn.state(c)
             r = self.syn.render(st)
         return CoarseResult(c, st, r, history_floats(hist), timings)
+
+    def _half_synthesis(self) -> FaceSynthesis:
+        """The forward model at half resolution (cached; :meth:`FaceSynthesis.downscaled`)."""
+        if getattr(self, "_half", None) is None or self._half[0] is not self.syn:
+            self._half = (self.syn, self.syn.downscaled(2))
+        return self._half[1]
 
     def _dense_term(self):
         """The dense-landmark term of this model (cached), or None when the model has no

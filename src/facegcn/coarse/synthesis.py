@@ -3,7 +3,7 @@ fitting, regressor training, refinement and the synthetic benchmark."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -37,6 +37,18 @@ class FaceSynthesis(torch.nn.Module):
         colors = sh_shading(normals, alb, c.sh)
         px = self.camera.project(verts)
         return FaceState(verts, normals, alb, colors, m.landmarks(px), px)
+
+    def downscaled(self, factor: int = 2) -> "FaceSynthesis":
+        """The same forward model rendering at ``1 / factor`` of the resolution: pixel ``i`` of
+        the small image covers pixels ``factor·i … factor·i + factor − 1`` of the full one, i.e.
+        the full image average-pooled by ``factor`` (integer-centre convention: centre
+        ``(c − (factor − 1) / 2) / factor``, focal ``/ factor``). Same model and antialiasing."""
+        cam = self.camera
+        f = cam.focal
+        small = replace(cam, focal=tuple(x / factor for x in f) if isinstance(f, (tuple, list)) else f / factor,
+                        center=tuple((x - (factor - 1) / 2) / factor for x in cam.center),
+                        size=(cam.height // factor, cam.width // factor))
+        return FaceSynthesis(self.model, small, antialias=self.renderer.antialias)
 
     def landmarks_only(self, c: Coefficients) -> torch.Tensor:
         """Projected 68 landmarks without evaluating the whole mesh (cheap landmark fitting)."""
