@@ -252,3 +252,28 @@ def test_the_visible_eyeball_takes_the_photo(synthetic_rec):
         hidden = idx[~front[idx]]  # behind the eye centre: never seen, the pattern stays
         assert len(hidden) > 100
         np.testing.assert_array_equal(photo.colors[hidden], pattern.colors[hidden])
+
+
+def test_parts_texture_fill_plan_cached_is_the_direct_fill(ict, tmp_path, monkeypatch):
+    """The parts atlas with its layout-only fill plan computed, then read back from the cache,
+    equals the fill written out directly (UV corners on uncovered texels, then every texel from
+    its nearest filled one by scipy's distance transform)."""
+    from scipy.ndimage import distance_transform_edt
+
+    from facegcn.render import bake_vertex_colors, uv_to_pixel
+
+    monkeypatch.setenv("FACEGCN_CACHE", str(tmp_path))
+    p = ict.parts
+    col = np.random.default_rng(4).random((ict.n_vertices + p.n_vertices, 3)).astype(np.float32)
+    tex, mask = bake_vertex_colors(col, p.faces, p.uv, p.faces_uv, size=256, dilate=0, background=None, return_mask=True)
+    tex, mask = tex.copy(), mask.copy()
+    corners = np.unique(np.stack([p.faces.reshape(-1), p.faces_uv.reshape(-1)], 1), axis=0)
+    xy = np.clip(np.round(uv_to_pixel(p.uv[corners[:, 1]], 256)).astype(np.int64), 0, 255)
+    free = ~mask[xy[:, 1], xy[:, 0]]
+    tex[xy[free, 1], xy[free, 0]] = np.round(col[corners[free, 0]] * 255).astype(np.uint8)
+    mask[xy[free, 1], xy[free, 0]] = True
+    iy, ix = distance_transform_edt(~mask, return_distances=False, return_indices=True)
+    ref = tex[iy, ix]
+    first = bake_parts_texture(ict, col, 256)
+    assert len(list((tmp_path / "parts-fill").glob("*.npz"))) == 1
+    assert np.array_equal(first, ref) and np.array_equal(bake_parts_texture(ict, col, 256), ref)

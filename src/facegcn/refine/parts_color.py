@@ -385,19 +385,45 @@ def bake_parts_texture(model: "MorphableModel", closed_colors: np.ndarray, size:
     Returns:
         ``(size, size, 3)`` uint8 texture (row 0 = top, ``v`` = 1).
     """
-    from scipy.ndimage import distance_transform_edt
-
-    from facegcn.render import uv_to_pixel
-
     p = model.parts
     col = np.clip(np.asarray(closed_colors, np.float32), 0, 1)
     tex, mask = bake_vertex_colors(col, p.faces, p.uv, p.faces_uv, size=size, dilate=0, background=None,
                                    return_mask=True)
-    tex, mask = tex.copy(), mask.copy()
+    tex = tex.copy()
+    vid, ty, tx, iy, ix = _parts_fill_plan(p, mask, size)
+    tex[ty, tx] = np.round(col[vid] * 255).astype(np.uint8)
+    return tex[iy, ix]
+
+
+def _parts_fill_plan(p, mask: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """What :func:`bake_parts_texture` does after the bake, which depends on the atlas's layout
+    only: the UV corners on uncovered texels (vertex ids ``vid`` and texels ``ty, tx``) and, for
+    every texel, the nearest filled one (``iy, ix``, a Euclidean distance transform). Kept in
+    ``cache_dir("parts-fill")`` per layout and size (the transform is ~60 ms at 1024²)."""
+    from facegcn.cache import array_digest, cache_dir
+
+    path = cache_dir("parts-fill") / f"{array_digest(p.faces, p.faces_uv, p.uv, mask, extra=str(size))}.npz"
+    names = ("vid", "ty", "tx", "iy", "ix")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return tuple(z[k].astype(np.int64) for k in names)
+    except (OSError, KeyError, ValueError, EOFError):
+        pass
+    from scipy.ndimage import distance_transform_edt
+
+    from facegcn.io.atomic import atomic_open
+    from facegcn.render import uv_to_pixel
+
+    mask = mask.copy()
     corners = np.unique(np.stack([p.faces.reshape(-1), p.faces_uv.reshape(-1)], 1), axis=0)
     xy = np.clip(np.round(uv_to_pixel(p.uv[corners[:, 1]], size)).astype(np.int64), 0, size - 1)
     free = ~mask[xy[:, 1], xy[:, 0]]
-    tex[xy[free, 1], xy[free, 0]] = np.round(col[corners[free, 0]] * 255).astype(np.uint8)
-    mask[xy[free, 1], xy[free, 0]] = True
-    iy, ix = distance_transform_edt(~mask, return_distances=False, return_indices=True)
-    return tex[iy, ix]
+    plan = [corners[free, 0], xy[free, 1], xy[free, 0]]
+    mask[plan[1], plan[2]] = True
+    plan += list(distance_transform_edt(~mask, return_distances=False, return_indices=True))
+    try:
+        with atomic_open(path, "wb") as fh:
+            np.savez(fh, **{k: np.asarray(a, np.int32) for k, a in zip(names, plan)})
+    except OSError:
+        pass  # a read-only cache: computed again next time
+    return tuple(np.asarray(a, np.int64) for a in plan)
