@@ -79,7 +79,9 @@ class CoarseOptions:
     # (2.11 mm) but left the clean renders unconverged (1.55 mm)
     lr_photo: float | None = 0.06
     # the first steps of the photometric stage rendered at half resolution (112², the photo and
-    # mask average-pooled; coarse to fine), the rest at full; 0 = all at full
+    # mask average-pooled; coarse to fine), the rest at full; 0 = all at full. 100 of 150, one run
+    # each: demo photo photometric stage 1.47 -> 1.28 s; synthetic benchmark (6 scenes, seed 100)
+    # geometry 2.52 -> 2.55 mm, NME 0.0084 -> 0.0088, image PSNR 32.61 -> 32.60 dB: off by default
     photo_coarse_steps: int = 0
     identity_every: int = 4  # evaluate the identity term every k-th step of the identity stage
     contour_weight: float = 0.3
