@@ -36,3 +36,4 @@ def array_digest(*arrays, extra: str = "") -> str:
         h.update(a.tobytes())
     h.update(extra.encode())
     return h.hexdigest()[:16]
+

@@ -79,3 +79,29 @@ def test_downscaled_synthesis_is_the_average_pooled_render(ict, syn):
     assert float(err.median()) < 2e-3 and float(err.quantile(0.99)) < 0.03
     iou = ((F.avg_pool2d(full.mask, 2) > 0.5) & (half.mask > 0.5)).sum() / ((F.avg_pool2d(full.mask, 2) > 0.5) | (half.mask > 0.5)).sum()
     assert float(iou) > 0.98
+
+
+def test_coarse_to_fine_photometric_steps_fit_a_render(ict, syn):
+    """photo_coarse_steps > 0: the first photometric steps see the half-resolution render and
+    photo; the fit of a known face's render lowers the full-resolution photometric error about as
+    far as the full-resolution fit, and differs from it (the half-resolution steps were taken)."""
+    L = ict.layout
+    truth = L.zeros(1)
+    with torch.no_grad():
+        r = syn.render(syn.state(truth))
+        lm = syn.landmarks_only(truth)
+    image, mask = r.image, r.mask
+    fits = {}
+    for n in (0, 6):
+        f = CoarseFitter(ict, FitConfig(steps_rigid=0, steps_landmark=0, steps_photo=8, steps_identity=0,
+                                        photo_coarse_steps=n), synthesis=syn)
+        start = L.split(L.join(truth) + 0.05)
+        fits[n] = f.fit(image, lm, mask, init=start)
+    from facegcn.coarse.losses import photo_loss
+
+    with torch.no_grad():
+        r0 = syn.render(syn.state(start))
+        err = {n: float(photo_loss(fits[n].rendering.image, image, fits[n].rendering.mask * mask)) for n in fits}
+        err_start = float(photo_loss(r0.image, image, r0.mask * mask))
+    assert err[6] < 0.5 * err_start and err[6] < 1.5 * err[0]  # full-resolution error, start vs fits
+    assert (L.join(fits[6].coeffs) - L.join(fits[0].coeffs)).abs().max() > 0

@@ -210,9 +210,9 @@ class CoarseFitter:
 
     def _half_synthesis(self) -> FaceSynthesis:
         """The forward model at half resolution (cached; :meth:`FaceSynthesis.downscaled`)."""
-        if getattr(self, "_half", None) is None or self._half[0] is not self.syn:
-            self._half = (self.syn, self.syn.downscaled(2))
-        return self._half[1]
+        if getattr(self, "_half", None) is None:
+            self._half = self.syn.downscaled(2)
+        return self._half
 
     def _dense_term(self):
         """The dense-landmark term of this model (cached), or None when the model has no

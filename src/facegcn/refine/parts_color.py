@@ -399,31 +399,24 @@ def _parts_fill_plan(p, mask: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
     """What :func:`bake_parts_texture` does after the bake, which depends on the atlas's layout
     only: the UV corners on uncovered texels (vertex ids ``vid`` and texels ``ty, tx``) and, for
     every texel, the nearest filled one (``iy, ix``, a Euclidean distance transform). Kept in
-    ``cache_dir("parts-fill")`` per layout and size (the transform is ~60 ms at 1024²)."""
-    from facegcn.cache import array_digest, cache_dir
+    ``cache_dir("parts-fill")`` per layout and size (:func:`facegcn.io.cached.cached_arrays`; the
+    transform is ~60 ms at 1024²)."""
+    from facegcn.cache import array_digest
+    from facegcn.io.cached import cached_arrays
 
-    path = cache_dir("parts-fill") / f"{array_digest(p.faces, p.faces_uv, p.uv, mask, extra=str(size))}.npz"
-    names = ("vid", "ty", "tx", "iy", "ix")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return tuple(z[k].astype(np.int64) for k in names)
-    except (OSError, KeyError, ValueError, EOFError):
-        pass
-    from scipy.ndimage import distance_transform_edt
+    def plan() -> dict[str, np.ndarray]:
+        from scipy.ndimage import distance_transform_edt
 
-    from facegcn.io.atomic import atomic_open
-    from facegcn.render import uv_to_pixel
+        from facegcn.render import uv_to_pixel
 
-    mask = mask.copy()
-    corners = np.unique(np.stack([p.faces.reshape(-1), p.faces_uv.reshape(-1)], 1), axis=0)
-    xy = np.clip(np.round(uv_to_pixel(p.uv[corners[:, 1]], size)).astype(np.int64), 0, size - 1)
-    free = ~mask[xy[:, 1], xy[:, 0]]
-    plan = [corners[free, 0], xy[free, 1], xy[free, 0]]
-    mask[plan[1], plan[2]] = True
-    plan += list(distance_transform_edt(~mask, return_distances=False, return_indices=True))
-    try:
-        with atomic_open(path, "wb") as fh:
-            np.savez(fh, **{k: np.asarray(a, np.int32) for k, a in zip(names, plan)})
-    except OSError:
-        pass  # a read-only cache: computed again next time
-    return tuple(np.asarray(a, np.int64) for a in plan)
+        filled = mask.copy()
+        corners = np.unique(np.stack([p.faces.reshape(-1), p.faces_uv.reshape(-1)], 1), axis=0)
+        xy = np.clip(np.round(uv_to_pixel(p.uv[corners[:, 1]], size)).astype(np.int64), 0, size - 1)
+        free = ~filled[xy[:, 1], xy[:, 0]]
+        filled[xy[free, 1], xy[free, 0]] = True
+        iy, ix = distance_transform_edt(~filled, return_distances=False, return_indices=True)
+        out = {"vid": corners[free, 0], "ty": xy[free, 1], "tx": xy[free, 0], "iy": iy, "ix": ix}
+        return {k: v.astype(np.int32) for k, v in out.items()}
+
+    z = cached_arrays("parts-fill", array_digest(p.faces, p.faces_uv, p.uv, mask, extra=str(size)), plan)
+    return tuple(z[k].astype(np.int64) for k in ("vid", "ty", "tx", "iy", "ix"))

@@ -113,33 +113,24 @@ UV_CACHE_TEXELS = 512 * 512  # UV rasters of at least this many texels are kept 
 
 def _uv_fragments(uv: np.ndarray, fuv: np.ndarray, H: int, W: int) -> Fragments:
     """The UV layout rasterized at ``H × W`` (depth 1 where covered). Rasters of at least
-    :data:`UV_CACHE_TEXELS` texels are read from / written to ``cache_dir("uv-raster")`` (keyed by
-    the layout's bytes and the size): a model's layout is the same for every photo, and reading
-    it back (~5 ms) saves its rasterization (~50 ms at 1024²) in each process."""
-    path = None
-    if H * W >= UV_CACHE_TEXELS:
-        from facegcn.cache import array_digest, cache_dir
+    :data:`UV_CACHE_TEXELS` texels are kept in ``cache_dir("uv-raster")`` (keyed by the layout's
+    bytes and the size: :func:`facegcn.io.cached.cached_arrays`): a model's layout is the same for
+    every photo, and reading it back (~20 ms) saves its rasterization (~50 ms at 1024²)."""
+    def raster() -> dict[str, np.ndarray]:
+        px = uv_to_pixel(uv, (H, W))
+        vs = np.concatenate([px, np.ones((len(px), 1))], 1)[None]
+        frags = rasterize(torch.from_numpy(vs), torch.from_numpy(fuv), (H, W), backend="numba")
+        return {"tri": frags.tri_id[0].numpy().astype(np.int32), "bary": frags.bary[0].numpy()}
 
-        path = cache_dir("uv-raster") / f"{array_digest(uv, fuv, extra=f'{H}x{W}')}.npz"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                tri = torch.from_numpy(z["tri"].astype(np.int64))
-                return Fragments(tri[None], torch.from_numpy(z["bary"])[None],
-                                 (tri >= 0).to(torch.float32)[None], (tri >= 0)[None])
-        except (OSError, KeyError, ValueError, EOFError):
-            pass  # not cached yet (or unreadable): rasterize, then keep it
-    px = uv_to_pixel(uv, (H, W))
-    vs = np.concatenate([px, np.ones((len(px), 1))], 1)[None]
-    frags = rasterize(torch.from_numpy(vs), torch.from_numpy(fuv), (H, W), backend="numba")
-    if path is not None:
-        from facegcn.io.atomic import atomic_open
+    if H * W < UV_CACHE_TEXELS:
+        z = raster()
+    else:
+        from facegcn.cache import array_digest
+        from facegcn.io.cached import cached_arrays
 
-        try:
-            with atomic_open(path, "wb") as fh:
-                np.savez(fh, tri=frags.tri_id[0].numpy().astype(np.int32), bary=frags.bary[0].numpy())
-        except OSError:
-            pass  # a read-only cache: rasterize next time too
-    return frags
+        z = cached_arrays("uv-raster", array_digest(uv, fuv, extra=f"{H}x{W}"), raster)
+    tri = torch.from_numpy(z["tri"].astype(np.int64))
+    return Fragments(tri[None], torch.from_numpy(z["bary"])[None], (tri >= 0).to(torch.float32)[None], (tri >= 0)[None])
 
 
 def rasterize_uv(uv, faces_uv, size: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
