@@ -36,4 +36,3 @@ def array_digest(*arrays, extra: str = "") -> str:
         h.update(a.tobytes())
     h.update(extra.encode())
     return h.hexdigest()[:16]
-
